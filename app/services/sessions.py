@@ -1,0 +1,222 @@
+"""Use cases over sessions: open, append turns, close, read. Each receives its ports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from domain.errors import AlreadyExists, NotFound, WrongExpectedVersion
+from domain.events import JsonDict, NewEvent, RecordedEvent
+from domain.ids import new_session_id, uuid7
+from domain.ports import SessionRepository, TokenCounter
+from domain.read_models import SessionFilter, SessionPage, SessionView
+from domain.session import (
+    TurnInput,
+    check_session_id,
+    close_session as decide_close,
+    ensure_open,
+    open_session,
+    stream_id_for,
+    turn_events,
+)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked, for the events' metadata."""
+
+    tenant_id: str
+    actor: str
+    request_id: str | None = None
+
+    def metadata(self, idempotency_key: str | None) -> JsonDict:
+        meta: JsonDict = {"actor": self.actor}
+        if self.request_id:
+            meta["request_id"] = self.request_id
+        if idempotency_key:
+            meta["idempotency_key"] = idempotency_key
+        return meta
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """A turn as the API received it, before its tokens are counted."""
+
+    role: str
+    content: str
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[JsonDict] | None = None
+    model: str | None = None
+    provider: str | None = None
+    usage: JsonDict | None = None
+    cost: float = 0.0
+    latency_ms: float | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    session_id: str
+    first_version: int
+    last_version: int
+    events: tuple[RecordedEvent, ...]
+    replayed: bool
+
+
+async def create_session(
+    repo: SessionRepository,
+    ctx: RequestContext,
+    *,
+    session_id: str | None = None,
+    title: str | None = None,
+    user_id: str | None = None,
+    metadata: JsonDict | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[SessionView, bool]:
+    """Open a session; returns its view and whether this was a replay of an earlier call."""
+    sid = check_session_id(session_id) if session_id is not None else new_session_id()
+    event = open_session(sid, title, user_id, metadata)
+    new = [NewEvent.from_domain(event, uuid7(), ctx.metadata(idempotency_key))]
+    async with repo.unit_of_work() as uow:
+        try:
+            result = await uow.events.append(
+                ctx.tenant_id,
+                stream_id_for(sid),
+                new,
+                expected_version=0,
+                idempotency_key=idempotency_key,
+            )
+        except WrongExpectedVersion:
+            raise AlreadyExists(
+                f"session {sid!r} already exists; choose another id or append to it"
+            ) from None
+        if not result.replayed:
+            await uow.project(result.events)
+        view = await uow.get_session(ctx.tenant_id, sid)
+    assert view is not None
+    return view, result.replayed
+
+
+def count_turns(turns: Sequence[TurnSpec], counter: TokenCounter) -> list[TurnInput]:
+    return [
+        TurnInput(
+            role=t.role,
+            content=t.content,
+            tokens=counter.count(t.content, t.model),
+            name=t.name,
+            tool_call_id=t.tool_call_id,
+            tool_calls=t.tool_calls,
+            model=t.model,
+            provider=t.provider,
+            usage=dict(t.usage or {}),
+            cost=t.cost,
+            latency_ms=t.latency_ms,
+            finish_reason=t.finish_reason,
+        )
+        for t in turns
+    ]
+
+
+async def append_turns(
+    repo: SessionRepository,
+    counter: TokenCounter,
+    ctx: RequestContext,
+    session_id: str,
+    turns: Sequence[TurnSpec],
+    *,
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+) -> AppendOutcome:
+    """Append turns as one transaction: all are stored, in order, exactly once, or none."""
+    events = turn_events(count_turns(turns, counter))  # validation fails before any I/O
+    meta = ctx.metadata(idempotency_key)
+    new = [NewEvent.from_domain(e, uuid7(), meta) for e in events]
+    stream = stream_id_for(session_id)
+    async with repo.unit_of_work() as uow:
+        state = await uow.lock_session(ctx.tenant_id, session_id)
+        if state is None:
+            raise NotFound(f"session {session_id!r} does not exist; create it first")
+        if idempotency_key is not None:
+            # Before the state checks: a retry must get the first answer even if the
+            # session moved on (or closed) since.
+            earlier = await uow.events.find_idempotent(ctx.tenant_id, idempotency_key, stream, new)
+            if earlier is not None:
+                return _outcome(session_id, earlier.events, replayed=True)
+        ensure_open(state)
+        if expected_version is not None and expected_version != state.version:
+            raise WrongExpectedVersion(stream, expected_version, state.version)
+        result = await uow.events.append(
+            ctx.tenant_id,
+            stream,
+            new,
+            expected_version=state.version,
+            idempotency_key=idempotency_key,
+        )
+        if not result.replayed:
+            await uow.project(result.events)
+    return _outcome(session_id, result.events, replayed=result.replayed)
+
+
+async def close_session(
+    repo: SessionRepository,
+    ctx: RequestContext,
+    session_id: str,
+    reason: str | None = None,
+) -> SessionView:
+    async with repo.unit_of_work() as uow:
+        state = await uow.lock_session(ctx.tenant_id, session_id)
+        if state is None:
+            raise NotFound(f"session {session_id!r} does not exist")
+        event = decide_close(state, reason)
+        result = await uow.events.append(
+            ctx.tenant_id,
+            stream_id_for(session_id),
+            [NewEvent.from_domain(event, uuid7(), ctx.metadata(None))],
+            expected_version=state.version,
+        )
+        await uow.project(result.events)
+        view = await uow.get_session(ctx.tenant_id, session_id)
+    assert view is not None
+    return view
+
+
+def _outcome(session_id: str, events: Sequence[RecordedEvent], replayed: bool) -> AppendOutcome:
+    return AppendOutcome(
+        session_id=session_id,
+        first_version=events[0].stream_version,
+        last_version=events[-1].stream_version,
+        events=tuple(events),
+        replayed=replayed,
+    )
+
+
+async def get_session(repo: SessionRepository, tenant_id: str, session_id: str) -> SessionView:
+    view = await repo.get(tenant_id, session_id)
+    if view is None:
+        raise NotFound(f"session {session_id!r} does not exist")
+    return view
+
+
+async def list_sessions(
+    repo: SessionRepository,
+    tenant_id: str,
+    filters: SessionFilter,
+    cursor: str | None,
+    limit: int,
+) -> SessionPage:
+    return await repo.list(tenant_id, filters, cursor, limit)
+
+
+async def read_events(
+    repo: SessionRepository, tenant_id: str, session_id: str, after: int, limit: int
+) -> list[RecordedEvent]:
+    events = await repo.read_events(tenant_id, session_id, after, limit)
+    if events is None:
+        raise NotFound(f"session {session_id!r} does not exist")
+    return events
+
+
+def turn_spec(data: dict[str, Any]) -> TurnSpec:
+    return TurnSpec(**data)

