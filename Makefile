@@ -1,0 +1,38 @@
+# Two commands: `make serve` and `make test`. Both build .venv with pip on first use
+# (torch==2.13.0 first: the CPU build on this machine's disk; an unpinned torch would
+# pull a multi-GB CUDA build) and do nothing more while pyproject.toml is unchanged.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install serve test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/contextgate serve
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	@mkdir -p ops/bench/results
+	$(BIN)/python ops/bench/append.py --json ops/bench/results/append.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

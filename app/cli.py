@@ -1,0 +1,234 @@
+"""The `contextgate` command: serve, migrate, replay, verify, db, admin-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from app import settings as settings_module
+from app.settings import Settings, SettingsError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return settings_module.load(getattr(args, "config", None))
+
+
+def _database_url(settings: Settings, *, stop_at_exit: bool = False) -> str:
+    """DATABASE_URL if set, else the embedded server (started if it is not running)."""
+    if settings.database_url:
+        return settings.database_url
+    from adapters import embedded_pg
+
+    return embedded_pg.start(settings.data_dir, stop_at_exit=stop_at_exit)
+
+
+def _migrate(url: str) -> None:
+    from adapters.postgres import migrate
+
+    migrate.upgrade(url)
+
+
+async def _ensure_admin_key(url: str, env_key: str | None) -> str | None:
+    from adapters.postgres.api_keys import PostgresApiKeys
+    from adapters.postgres.database import Database
+
+    db = Database(url, pool_size=1)
+    try:
+        return await PostgresApiKeys(db).ensure_admin(env_key)
+    finally:
+        await db.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "workers"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    settings = settings_module.validate(replace(settings, **overrides))
+
+    from adapters import embedded_pg
+
+    was_running = settings.embedded and embedded_pg.status(settings.data_dir)["running"]
+    url = _database_url(settings, stop_at_exit=not was_running)
+    _migrate(url)
+    new_key = asyncio.run(_ensure_admin_key(url, settings.admin_key))
+
+    from adapters.postgres.database import redact_url
+    from app.main import DATABASE_URL_ENV
+
+    where = f"http://{settings.host}:{settings.port}"
+    print(f"Contextgate listening on {where}  (OpenAPI: {where}/schema)", flush=True)
+    db_label = "embedded PostgreSQL in " + str(settings.data_dir) if settings.embedded else ""
+    print(f"database: {db_label or redact_url(url)}", flush=True)
+    if new_key:
+        print(f"admin key (shown once, stored hashed): {new_key}", flush=True)
+    elif settings.admin_key:
+        print("admin key: the value of CONTEXTGATE_ADMIN_KEY", flush=True)
+    else:
+        print(
+            "admin key: created on first start and shown then; "
+            "`contextgate admin-key rotate` makes a new one",
+            flush=True,
+        )
+    os.environ[DATABASE_URL_ENV] = url
+
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    url = _database_url(_settings(args))
+    _migrate(url)
+    print("migrations applied")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from adapters.postgres.audit import rebuild_projections
+    from adapters.postgres.database import Database
+
+    url = _database_url(_settings(args))
+    _migrate(url)
+
+    async def run() -> dict[str, Any]:
+        db = Database(url, pool_size=1)
+        try:
+            return await rebuild_projections(db)
+        finally:
+            await db.dispose()
+
+    result = asyncio.run(run())
+    print(f"rebuilt sessions and turns from {result['events']} events of {result['sessions']} sessions")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from adapters.postgres.audit import PostgresAuditLog
+    from adapters.postgres.database import Database
+    from app.services.audit import VerifyReport, verify_log
+
+    url = _database_url(_settings(args))
+
+    async def run() -> VerifyReport:
+        db = Database(url, pool_size=1)
+        try:
+            return await verify_log(PostgresAuditLog(db))
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    if report.first_break is not None:
+        print(f"BROKEN: {report.first_break.describe()}", file=sys.stderr)
+        print(f"checked {report.events} events in {report.streams} streams before the break")
+        return 1
+    print(f"ok: {report.events} events in {report.streams} streams, every hash chain holds")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from adapters import embedded_pg
+
+    settings = _settings(args)
+    if args.action == "url" and settings.database_url:
+        from adapters.postgres.database import redact_url
+
+        print(redact_url(settings.database_url))
+        return 0
+    if args.action == "start":
+        url = embedded_pg.start(settings.data_dir)
+        print(f"embedded PostgreSQL running: {url}")
+        return 0
+    if args.action == "stop":
+        stopped = embedded_pg.stop(settings.data_dir)
+        print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+        return 0
+    current = embedded_pg.status(settings.data_dir)
+    if args.action == "status":
+        print(json.dumps(current, indent=2))
+        return 0 if current["running"] else 3
+    # url
+    if not current["running"]:
+        print("embedded PostgreSQL is not running; `contextgate db start`", file=sys.stderr)
+        return 3
+    print(current["url"])
+    return 0
+
+
+def cmd_admin_key(args: argparse.Namespace) -> int:
+    from adapters.postgres.api_keys import PostgresApiKeys
+    from adapters.postgres.database import Database
+
+    url = _database_url(_settings(args))
+    _migrate(url)
+
+    async def run() -> str:
+        db = Database(url, pool_size=1)
+        try:
+            return await PostgresApiKeys(db).rotate_admin()
+        finally:
+            await db.dispose()
+
+    print(f"new admin key (shown once, stored hashed): {asyncio.run(run())}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="contextgate", description="The LLM gateway that remembers.")
+    p.add_argument("--config", help="a TOML settings file (default: $CONTEXTGATE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate and start the HTTP server")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("replay", help="rebuild every projection from the event log").set_defaults(
+        func=cmd_replay
+    )
+    sub.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_verify)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop", "status", "url"])
+    db.set_defaults(func=cmd_db)
+
+    key = sub.add_parser("admin-key", help="admin key management")
+    key.add_argument("action", choices=["rotate"])
+    key.set_defaults(func=cmd_admin_key)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"contextgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

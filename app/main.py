@@ -1,0 +1,75 @@
+"""The composition root: the one place that wires real adapters into the use cases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from alembic.script import ScriptDirectory
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from adapters.postgres.api_keys import PostgresApiKeys
+from adapters.postgres.database import Database
+from adapters.postgres.migrate import alembic_config
+from adapters.postgres.session_repository import PostgresSessions
+from adapters.tokenizers import TiktokenCounter
+from app import settings as settings_module
+from app.api.auth import KeyCache
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.health import healthz, readyz
+from app.api.sessions import SessionController
+from app.settings import Settings
+
+DATABASE_URL_ENV = "CONTEXTGATE_DATABASE_URL"
+
+
+def schema_head(url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def create_app(settings: Settings, database_url: str) -> Litestar:
+    db = Database(database_url, pool_size=settings.db_pool_size)
+    keys = PostgresApiKeys(db)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = Litestar(
+        route_handlers=[SessionController, healthz, readyz],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Contextgate",
+            version="0.1.0",
+            description="The LLM gateway that remembers.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+    )
+    app.state.settings = settings
+    app.state.max_body_bytes = settings.max_body_bytes
+    app.state.db = db
+    app.state.sessions = PostgresSessions(db)
+    app.state.token_counter = TiktokenCounter(settings.tokenizer)
+    app.state.key_cache = KeyCache(keys)
+    app.state.schema_head = schema_head(database_url)
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for uvicorn workers: settings from the environment, the database URL the
+    `serve` command resolved (the embedded server's, or DATABASE_URL)."""
+    settings = settings_module.load()
+    url = os.environ.get(DATABASE_URL_ENV) or settings.database_url
+    if not url:
+        raise RuntimeError(f"{DATABASE_URL_ENV} is not set; start the server with `contextgate serve`")
+    return create_app(settings, url)
