@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from domain import errors
@@ -91,7 +91,9 @@ def on_validation_error(request: Request[Any, Any, Any], exc: ValidationExceptio
 def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     detail = exc.detail
-    if status == 413:
+    if isinstance(exc.__cause__, SerializationException):
+        detail = f"the body is not valid JSON: {exc.detail}"
+    elif status == 413:
         limit = request.app.state.get("max_body_bytes")
         detail = f"the body is larger than the limit of {limit} bytes; send less per request"
     elif status == 405:

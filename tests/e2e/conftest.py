@@ -1,0 +1,108 @@
+"""The real `contextgate serve` process on a free port, against a fresh database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, _admin, with_database
+
+ADMIN_KEY = "cg_test_admin_key_" + "x" * 24
+MAX_BODY = 65_536
+CLI = str(Path(sys.executable).parent / "contextgate")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base_url: str
+    database_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        return server_env(self.database_url)
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTGATE_")}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        CONTEXTGATE_DATABASE_URL=database_url,
+        CONTEXTGATE_ADMIN_KEY=ADMIN_KEY,
+        CONTEXTGATE_MAX_BODY_BYTES=str(MAX_BODY),
+        CONTEXTGATE_LOG_LEVEL="warning",
+        **extra,
+    )
+    return env
+
+
+def start_server(database_url: str, log: Path, **extra: str) -> Server:
+    port = free_port()
+    out = log.open("wb")
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=server_env(database_url, **extra),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return Server(base, database_url, process, log)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(pg_admin_uri: str, template_uri: str) -> AsyncIterator[str]:
+    name = f"cg_e2e_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_admin_uri, f'CREATE DATABASE "{name}" TEMPLATE "cg_template"')
+    yield with_database(pg_admin_uri, name)
+    await _admin(pg_admin_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    srv = start_server(module_database_url, log)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as c:
+        yield c

@@ -1,0 +1,92 @@
+"""The `contextgate` command itself: verify, replay, db, settings errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import asyncpg
+import httpx
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import CLI, Server, server_env
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+async def test_verify_and_replay_commands(client: httpx.AsyncClient, server: Server) -> None:
+    r = await client.post("/v1/sessions", json={"id": "cli-verify"})
+    assert r.status_code == 201
+    r = await client.post(
+        "/v1/sessions/cli-verify/turns",
+        json={"turns": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+    )
+    assert r.status_code == 201
+
+    ok = run("verify", env=server.env())
+    assert ok.returncode == 0, ok.stderr
+    assert "every hash chain holds" in ok.stdout
+
+    replay = run("replay", env=server.env())
+    assert replay.returncode == 0, replay.stderr
+    after = (await client.get("/v1/sessions/cli-verify")).json()
+    assert after["turn_count"] == 2 and after["version"] == 3
+
+    conn = await asyncpg.connect(server.database_url)
+    try:
+        position = await conn.fetchval(
+            "SELECT global_position FROM events WHERE stream_id = 'session:cli-verify' "
+            "AND stream_version = 2"
+        )
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(
+                "UPDATE events SET metadata = '{\"actor\": \"mallory\"}' WHERE global_position = $1",
+                position,
+            )
+    finally:
+        await conn.close()
+    broken = run("verify", env=server.env())
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stderr and f"global position {position}" in broken.stderr
+    assert "session:cli-verify" in broken.stderr
+
+
+def test_settings_errors_are_clear(server: Server) -> None:
+    env = server_env(server.database_url, CONTEXTGATE_PORT="eighty")
+    r = run("serve", env=env, timeout=60)
+    assert r.returncode == 2
+    assert "CONTEXTGATE_PORT" in r.stderr and "integer" in r.stderr
+    bad_toml = ROOT / ".contextgate" / "bad-settings.toml"
+    bad_toml.parent.mkdir(exist_ok=True)
+    bad_toml.write_text("prot = 8080\n")
+    r = run("--config", str(bad_toml), "migrate", env=server.env(), timeout=60)
+    assert r.returncode == 2 and "unknown setting 'prot'" in r.stderr
+
+
+def test_embedded_db_commands() -> None:
+    data_dir = ROOT / ".contextgate" / "cli-db-test"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = server_env("unused")
+    env.pop("CONTEXTGATE_DATABASE_URL")
+    env["CONTEXTGATE_DATA_DIR"] = str(data_dir)
+    try:
+        assert run("db", "status", env=env).returncode == 3
+        started = run("db", "start", env=env)
+        assert started.returncode == 0, started.stderr
+        status = run("db", "status", env=env)
+        assert status.returncode == 0 and '"running": true' in status.stdout
+        url = run("db", "url", env=env)
+        assert url.returncode == 0 and url.stdout.startswith("postgresql+asyncpg://")
+        migrated = run("migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        stopped = run("db", "stop", env=env)
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert run("db", "status", env=env).returncode == 3
+    finally:
+        run("db", "stop", env=env)
+        shutil.rmtree(data_dir, ignore_errors=True)
