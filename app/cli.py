@@ -117,7 +117,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             await db.dispose()
 
     result = asyncio.run(run())
-    print(f"rebuilt sessions and turns from {result['events']} events of {result['sessions']} sessions")
+    events, sessions = result["events"], result["sessions"]
+    print(f"rebuilt sessions and turns from {events} events of {sessions} sessions")
     return 0
 
 

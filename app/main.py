@@ -71,5 +71,7 @@ def create_app_from_env() -> Litestar:
     settings = settings_module.load()
     url = os.environ.get(DATABASE_URL_ENV) or settings.database_url
     if not url:
-        raise RuntimeError(f"{DATABASE_URL_ENV} is not set; start the server with `contextgate serve`")
+        raise RuntimeError(
+            f"{DATABASE_URL_ENV} is not set; start the server with `contextgate serve`"
+        )
     return create_app(settings, url)

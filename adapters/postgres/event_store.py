@@ -295,4 +295,3 @@ class PostgresEventStore:
     async def stream_version(self, tenant_id: str, stream_id: str) -> int:
         async with self.db.connection() as conn:
             return await PgEventStore(conn).stream_version(tenant_id, stream_id)
-

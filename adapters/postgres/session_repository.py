@@ -45,7 +45,7 @@ class PostgresSessions:
         async with self.db.connection() as conn:
             return await sessions.get(conn, tenant_id, session_id)
 
-    async def list(
+    async def list_page(
         self, tenant_id: str, filters: SessionFilter, cursor: str | None, limit: int
     ) -> SessionPage:
         async with self.db.connection() as conn:

@@ -59,11 +59,9 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
             "missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')",
             headers=CHALLENGE,
         )
-    principal = await request.app.state.key_cache.resolve(key)
+    principal: Principal | None = await request.app.state.key_cache.resolve(key)
     if principal is None:
-        raise NotAuthorizedException(
-            "the API key is not valid or was revoked", headers=CHALLENGE
-        )
+        raise NotAuthorizedException("the API key is not valid or was revoked", headers=CHALLENGE)
     return principal
 
 

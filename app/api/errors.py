@@ -70,7 +70,9 @@ def on_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     return problem(status, str(exc), request.url.path, **extra)
 
 
-def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def on_validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[bytes]:
     items = exc.extra if isinstance(exc.extra, list) else []
     fields = [
         {"field": str(i.get("key") or "body"), "message": str(i.get("message"))}

@@ -14,7 +14,9 @@ async def healthz() -> Health:
     return Health("ok")
 
 
-@get("/readyz", summary="Readiness: the database answers and its schema is current", tags=["health"])
+@get(
+    "/readyz", summary="Readiness: the database answers and its schema is current", tags=["health"]
+)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     state = request.app.state
     try:

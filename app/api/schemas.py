@@ -11,7 +11,9 @@ from msgspec import Meta
 from domain.events import RecordedEvent
 from domain.read_models import SessionView
 
-SessionId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+SessionId = Annotated[
+    str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+]
 Role = Literal["system", "user", "assistant", "tool"]
 ShortText = Annotated[str, Meta(max_length=200)]
 

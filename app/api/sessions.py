@@ -160,9 +160,12 @@ class SessionController(Controller):
             replayed=out.replayed,
             events=[
                 AppendedEvent(
-                    str(e.event_id), e.stream_version, e.global_position, e.type,
+                    str(e.event_id),
+                    e.stream_version,
+                    e.global_position,
+                    e.type,
                     e.data.get("tokens"),
-                )  # fmt: skip
+                )
                 for e in out.events
             ],
         )

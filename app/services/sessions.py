@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from domain.errors import AlreadyExists, NotFound, WrongExpectedVersion
 from domain.events import JsonDict, NewEvent, RecordedEvent
@@ -14,11 +13,13 @@ from domain.read_models import SessionFilter, SessionPage, SessionView
 from domain.session import (
     TurnInput,
     check_session_id,
-    close_session as decide_close,
     ensure_open,
     open_session,
     stream_id_for,
     turn_events,
+)
+from domain.session import (
+    close_session as decide_close,
 )
 
 
@@ -206,7 +207,7 @@ async def list_sessions(
     cursor: str | None,
     limit: int,
 ) -> SessionPage:
-    return await repo.list(tenant_id, filters, cursor, limit)
+    return await repo.list_page(tenant_id, filters, cursor, limit)
 
 
 async def read_events(
@@ -217,6 +218,3 @@ async def read_events(
         raise NotFound(f"session {session_id!r} does not exist")
     return events
 
-
-def turn_spec(data: dict[str, Any]) -> TurnSpec:
-    return TurnSpec(**data)

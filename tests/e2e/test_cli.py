@@ -45,7 +45,7 @@ async def test_verify_and_replay_commands(client: httpx.AsyncClient, server: Ser
         async with conn.transaction():
             await conn.execute("SET LOCAL session_replication_role = replica")
             await conn.execute(
-                "UPDATE events SET metadata = '{\"actor\": \"mallory\"}' WHERE global_position = $1",
+                'UPDATE events SET metadata = \'{"actor": "mallory"}\' WHERE global_position = $1',
                 position,
             )
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import httpx
@@ -70,7 +71,11 @@ async def test_conversation_round_trip(client: httpx.AsyncClient) -> None:
     assert r.status_code == 201, r.text
     body = r.json()
     assert (body["first_version"], body["last_version"], body["replayed"]) == (2, 4, False)
-    assert [e["type"] for e in body["events"]] == ["SystemMessage", "UserMessage", "AssistantMessage"]
+    assert [e["type"] for e in body["events"]] == [
+        "SystemMessage",
+        "UserMessage",
+        "AssistantMessage",
+    ]
     assert all(e["tokens"] > 0 for e in body["events"])
 
     session = (await client.get(f"/v1/sessions/{s}")).json()
@@ -84,7 +89,7 @@ async def test_conversation_round_trip(client: httpx.AsyncClient) -> None:
     assert events[0]["type"] == "SessionOpened"
     assert events[2]["data"]["content"] == "Book Lisbon for 3 nights from 2026-05-04."
     assert events[0]["prev_hash"] == "0" * 64
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after["prev_hash"] == before["hash"]
         assert after["global_position"] > before["global_position"]
 
@@ -147,7 +152,9 @@ async def test_errors_are_problem_details(client: httpx.AsyncClient, server: Ser
     await create(client, s)
     turns = f"/v1/sessions/{s}/turns"
 
-    bad_json = await client.post(turns, content=b'{"turns": [', headers={"content-type": "application/json"})
+    bad_json = await client.post(
+        turns, content=b'{"turns": [', headers={"content-type": "application/json"}
+    )
     assert bad_json.status_code == 400
     assert bad_json.headers["content-type"].startswith(PROBLEM)
     assert "not valid JSON" in bad_json.json()["detail"]
@@ -205,7 +212,9 @@ async def test_closed_session_refuses_turns(client: httpx.AsyncClient) -> None:
     await create(client, s)
     closed = await client.post(f"/v1/sessions/{s}/close", json={"reason": "done"})
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
-    r = await client.post(f"/v1/sessions/{s}/turns", json={"turns": [{"role": "user", "content": "x"}]})
+    r = await client.post(
+        f"/v1/sessions/{s}/turns", json={"turns": [{"role": "user", "content": "x"}]}
+    )
     assert r.status_code == 409 and "closed" in r.json()["detail"]
 
 
@@ -213,7 +222,9 @@ async def test_list_sessions_paginates_and_filters(client: httpx.AsyncClient) ->
     tenant = {"X-Tenant-Id": f"t-{uuid.uuid4().hex[:8]}"}
     ids = [sid() for _ in range(7)]
     for i in ids:
-        assert (await client.post("/v1/sessions", json={"id": i}, headers=tenant)).status_code == 201
+        assert (
+            await client.post("/v1/sessions", json={"id": i}, headers=tenant)
+        ).status_code == 201
     await client.post(f"/v1/sessions/{ids[0]}/close", headers=tenant)
 
     seen: list[str] = []
@@ -237,7 +248,9 @@ async def test_list_sessions_paginates_and_filters(client: httpx.AsyncClient) ->
         )
     ).json()
     assert future["data"] == []
-    naive = await client.get("/v1/sessions", params={"created_after": "2020-01-01T00:00:00"}, headers=tenant)
+    naive = await client.get(
+        "/v1/sessions", params={"created_after": "2020-01-01T00:00:00"}, headers=tenant
+    )
     assert naive.status_code == 422
     bad_cursor = await client.get("/v1/sessions", params={"cursor": "garbage"}, headers=tenant)
     assert bad_cursor.status_code == 422 and bad_cursor.json()["field"] == "cursor"

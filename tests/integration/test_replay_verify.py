@@ -42,7 +42,9 @@ async def dump(conn: asyncpg.Connection) -> tuple[list, list]:
     return [dict(r) for r in sessions], [dict(r) for r in turns]
 
 
-async def test_replay_rebuilds_identical_projections(db: Database, raw_conn: asyncpg.Connection) -> None:
+async def test_replay_rebuilds_identical_projections(
+    db: Database, raw_conn: asyncpg.Connection
+) -> None:
     await seed(db)
     before = await dump(raw_conn)
     assert len(before[0]) == 6 and len(before[1]) == 6 * 8
@@ -55,7 +57,10 @@ async def test_replay_rebuilds_identical_projections(db: Database, raw_conn: asy
     assert await dump(raw_conn) == before
     checkpoints = await raw_conn.fetch("SELECT name, global_position FROM projection_checkpoints")
     last = await raw_conn.fetchval("SELECT max(global_position) FROM events")
-    assert {r["name"]: r["global_position"] for r in checkpoints} == {"sessions": last, "turns": last}
+    assert {r["name"]: r["global_position"] for r in checkpoints} == {
+        "sessions": last,
+        "turns": last,
+    }
 
 
 async def test_verify_accepts_an_untouched_log(db: Database) -> None:
@@ -87,7 +92,11 @@ async def test_verify_names_an_altered_event(db: Database, raw_conn: asyncpg.Con
     assert not report.ok
     broken = report.first_break
     assert broken is not None
-    assert (broken.tenant_id, broken.stream_id, broken.stream_version) == ("globex", "session:s2", 4)
+    assert (broken.tenant_id, broken.stream_id, broken.stream_version) == (
+        "globex",
+        "session:s2",
+        4,
+    )
     assert broken.global_position == target["global_position"]
     assert broken.event_id == str(target["event_id"])
     assert "altered" in broken.reason
@@ -106,7 +115,9 @@ async def test_verify_finds_a_removed_event(db: Database, raw_conn: asyncpg.Conn
     assert broken.stream_version == 4 and "missing" in broken.reason
 
 
-async def test_verify_finds_a_removed_last_event(db: Database, raw_conn: asyncpg.Connection) -> None:
+async def test_verify_finds_a_removed_last_event(
+    db: Database, raw_conn: asyncpg.Connection
+) -> None:
     await seed(db)
     await _tamper(
         raw_conn,
