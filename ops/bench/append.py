@@ -49,7 +49,7 @@ from domain.ids import uuid7  # noqa: E402
 
 BENCH_DATA_DIR = ROOT / ".contextgate" / "bench"
 TENANT = "bench"
-DEFAULT_TURNS = 8000  # appends per case; see README for the time it takes
+DEFAULT_TURNS = 12000  # appends per case; see README for the time it takes
 DEFAULT_WARMUP = 3  # untimed appends per writer before each case
 DEFAULT_CASE_TIMEOUT = 60.0  # seconds; writers stop early (and say so) past this
 # (writers, same_session)
