@@ -36,6 +36,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.pool()  # connect before the first request, not during it
         try:
             yield
         finally:

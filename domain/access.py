@@ -11,7 +11,7 @@ from domain.errors import ValidationError
 
 ALL_TENANTS = "*"
 ROLES = frozenset({"app", "auditor", "analyst", "admin"})
-TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
 KEY_PREFIX = "cg_"
 
 
@@ -32,7 +32,7 @@ class Principal:
                 )
             return self.tenant_id
         tenant = requested if requested is not None else default
-        if not TENANT_RE.match(tenant):
+        if not TENANT_RE.fullmatch(tenant):
             raise ValidationError(
                 "X-Tenant-Id must be 1-64 letters, digits, '.', '_' or '-'", "X-Tenant-Id"
             )

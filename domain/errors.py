@@ -42,3 +42,11 @@ class SessionClosed(DomainError):
 
 class IdempotencyKeyReused(DomainError):
     """The idempotency key was already used for a different request (422)."""
+
+
+class StreamNotFound(DomainError):
+    """An append that requires an existing stream found none (404 once worded by a use case)."""
+
+
+class StreamClosed(DomainError):
+    """The stream was closed by an earlier append and accepts no more events (409)."""

@@ -25,7 +25,8 @@ class DomainEvent:
     schema_version: ClassVar[int] = 1
 
     def to_data(self) -> JsonDict:
-        return dataclasses.asdict(self)
+        # Shallow: nested values are copied (and checked) by normalize_json on append.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,66 @@ def format_time(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def json_text(value: str) -> str:
+    """A string as canonical JSON writes it."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def envelope(
+    *,
+    event_id: uuid.UUID,
+    tenant_id: str,
+    stream_id: str,
+    type: str,
+    schema_version: int,
+    data: Any,
+    metadata: Any,
+    recorded_at: datetime,
+) -> tuple[bytes, bytes]:
+    """The canonical encoding of an event, cut around its stream version.
+
+    `before + str(stream_version) + after` is exactly `canonical_json` of the event (keys
+    sorted: data, event_id, metadata, recorded_at, schema_version, stream_id,
+    stream_version, tenant_id, type). The cut lets PostgreSQL finish the chain under the
+    stream lock, where the version is known, in the same call that appends.
+    """
+    return envelope_encoded(
+        event_id=event_id,
+        tenant_json=json_text(tenant_id),
+        stream_json=json_text(stream_id),
+        type_json=json_text(type),
+        schema_version=schema_version,
+        data_json=canonical_json(data).decode(),
+        metadata_json=canonical_json(metadata).decode(),
+        time_json=json_text(format_time(recorded_at)),
+    )
+
+
+def envelope_encoded(
+    *,
+    event_id: uuid.UUID,
+    tenant_json: str,
+    stream_json: str,
+    type_json: str,
+    schema_version: int,
+    data_json: str,
+    metadata_json: str,
+    time_json: str,
+) -> tuple[bytes, bytes]:
+    """`envelope` from parts already encoded as canonical JSON (the append's fast path)."""
+    before = (
+        f'{{"data":{data_json},"event_id":"{event_id}","metadata":{metadata_json},'
+        f'"recorded_at":{time_json},"schema_version":{int(schema_version)},'
+        f'"stream_id":{stream_json},"stream_version":'
+    )
+    after = f',"tenant_id":{tenant_json},"type":{type_json}}}'
+    return before.encode("utf-8"), after.encode("utf-8")
+
+
+def chain_hash(prev_hash: bytes, before: bytes, stream_version: int, after: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + before + str(stream_version).encode() + after).digest()
+
+
 def event_hash(
     prev_hash: bytes,
     *,
@@ -70,20 +130,17 @@ def event_hash(
     recorded_at: datetime,
 ) -> bytes:
     """sha256(prev_hash || canonical(event)). `data` and `metadata` must be normalized."""
-    body = canonical_json(
-        {
-            "event_id": str(event_id),
-            "tenant_id": tenant_id,
-            "stream_id": stream_id,
-            "stream_version": stream_version,
-            "type": type,
-            "schema_version": schema_version,
-            "data": data,
-            "metadata": metadata,
-            "recorded_at": format_time(recorded_at),
-        }
+    before, after = envelope(
+        event_id=event_id,
+        tenant_id=tenant_id,
+        stream_id=stream_id,
+        type=type,
+        schema_version=schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
     )
-    return hashlib.sha256(prev_hash + body).digest()
+    return chain_hash(prev_hash, before, stream_version, after)
 
 
 def fingerprint(stream_id: str, items: list[tuple[str, int, Any]]) -> bytes:

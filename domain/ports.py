@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from domain.events import AppendResult, Checkpoint, NewEvent, RecordedEvent
 from domain.read_models import SessionFilter, SessionPage, SessionView
-from domain.session import SessionState
 
 
 class EventStore(Protocol):
@@ -29,7 +27,12 @@ class EventStore(Protocol):
         *,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
-    ) -> AppendResult: ...
+        must_exist: bool = False,
+        close: bool = False,
+    ) -> AppendResult:
+        """`must_exist` refuses to create the stream (StreamNotFound); `close` makes this
+        the stream's last append: later ones raise StreamClosed."""
+        ...
 
     async def read_stream(
         self, tenant_id: str, stream_id: str, *, after_version: int = 0, limit: int = 1000
@@ -49,29 +52,12 @@ class TokenCounter(Protocol):
     def count(self, text: str, model: str | None = None) -> int: ...
 
 
-class SessionUnitOfWork(Protocol):
-    """One transaction over a session: lock its state, append, project."""
+class SessionRepository(Protocol):
+    """Sessions: their event store (appends project in the same transaction) and the
+    read models for queries."""
 
     @property
-    def events(self) -> TransactionalEventStore: ...
-
-    async def lock_session(self, tenant_id: str, session_id: str) -> SessionState | None: ...
-
-    async def project(self, events: Sequence[RecordedEvent]) -> None: ...
-
-    async def get_session(self, tenant_id: str, session_id: str) -> SessionView | None: ...
-
-
-class TransactionalEventStore(EventStore, Protocol):
-    async def find_idempotent(
-        self, tenant_id: str, key: str, stream_id: str, events: Sequence[NewEvent]
-    ) -> AppendResult | None: ...
-
-
-class SessionRepository(Protocol):
-    """Sessions: units of work for writes, and the read models for queries."""
-
-    def unit_of_work(self) -> AbstractAsyncContextManager[SessionUnitOfWork]: ...
+    def events(self) -> EventStore: ...
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView | None: ...
 

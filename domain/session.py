@@ -27,7 +27,7 @@ from domain.events import (
 )
 
 ROLES = ("system", "user", "assistant", "tool")
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 MAX_TURNS_PER_APPEND = 100
 
 
@@ -36,7 +36,7 @@ def stream_id_for(session_id: str) -> str:
 
 
 def check_session_id(session_id: str) -> str:
-    if not SESSION_ID_RE.match(session_id):
+    if not SESSION_ID_RE.fullmatch(session_id):
         raise ValidationError(
             "session id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit",

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.postgres import projections
 from adapters.postgres.database import Database
-from adapters.postgres.event_store import EVENT_COLUMNS, record_from_row
+from adapters.postgres.event_store import record_from_row
 from domain.events import RecordedEvent
 
 # Every stream's events in version order, each with its stream head (NULL if missing).
@@ -24,16 +23,16 @@ HEADS_WITHOUT_EVENTS = """SELECT tenant_id, stream_id, version FROM streams s
         SELECT 1 FROM events e WHERE e.tenant_id = s.tenant_id AND e.stream_id = s.stream_id)
     ORDER BY tenant_id, stream_id LIMIT 1"""
 
-SESSION_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM events
-    WHERE stream_id LIKE 'session:%' ORDER BY tenant_id, stream_id, stream_version"""
+REPROJECT_SESSIONS = """SELECT cg_project_session(tenant_id, stream_id, 1, version)
+    FROM (SELECT tenant_id, stream_id, version FROM streams
+          WHERE stream_id LIKE 'session:%' ORDER BY tenant_id, stream_id) s"""
+COUNT_SESSION_EVENTS = "SELECT count(*) FROM events WHERE stream_id LIKE 'session:%'"
 LAST_POSITION = """SELECT transaction_id::text AS transaction_id, global_position FROM events
     ORDER BY transaction_id DESC, global_position DESC LIMIT 1"""
 SAVE_CHECKPOINT = """INSERT INTO projection_checkpoints (name, transaction_id, global_position)
     VALUES ($1, $2::text::xid8, $3)
     ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id,
         global_position = EXCLUDED.global_position, updated_at = now()"""
-
-REPLAY_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -68,30 +67,14 @@ class PostgresAuditLog:
 
 
 async def rebuild_projections(db: Database) -> dict[str, Any]:
-    """Empty `sessions` and `turns` and project every session event again, in one
-    transaction. Appends wait on the table locks until it commits."""
-    events = 0
-    streams = 0
+    """Empty `sessions` and `turns` and project every session stream again, with the same
+    SQL function the appends run, in one transaction. Appends wait on the table locks
+    until it commits, then project on top of the rebuilt rows."""
     async with db.transaction() as conn:
         await conn.execute("LOCK TABLE sessions, turns IN ACCESS EXCLUSIVE MODE")
         await conn.execute("TRUNCATE sessions, turns")
-        chunk: list[RecordedEvent] = []
-        current: tuple[str, str] | None = None
-        async for row in conn.cursor(SESSION_EVENTS, prefetch=REPLAY_CHUNK):
-            event = record_from_row(row)
-            events += 1
-            if current != (event.tenant_id, event.stream_id):
-                current = (event.tenant_id, event.stream_id)
-                streams += 1
-                if chunk:
-                    await projections.apply(conn, chunk)
-                    chunk = []
-            chunk.append(event)
-            if len(chunk) >= REPLAY_CHUNK:
-                await projections.apply(conn, chunk)
-                chunk = []
-        if chunk:
-            await projections.apply(conn, chunk)
+        streams = len(await conn.fetch(REPROJECT_SESSIONS))
+        events = await conn.fetchval(COUNT_SESSION_EVENTS)
         last = await conn.fetchrow(LAST_POSITION)
         if last is not None:
             for name in ("sessions", "turns"):

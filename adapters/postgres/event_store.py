@@ -1,9 +1,14 @@
 """The event store on PostgreSQL: append with expected version and idempotency keys,
 per-stream hash chain, stream reads and gap-free reads of the whole log.
 
-`PgEventStore` works on one connection inside the caller's transaction (a use case
-that also writes projections); `PostgresEventStore` takes a pooled connection and a
-transaction of its own per call. Both implement domain.ports.EventStore.
+An append is one call of the SQL function `cg_append` (migrations/versions/0001): it
+locks the stream head, checks the idempotency key, existence, expected version and
+closure, finishes the hash chain and inserts, and the `sessions`/`turns` projections run
+in the same statement (trigger). One round trip, one transaction, however many events.
+
+`PgEventStore` works on a given connection (inside the caller's transaction, if any);
+`PostgresEventStore` takes a pooled connection per call. Both implement
+domain.ports.EventStore.
 """
 
 from __future__ import annotations
@@ -13,49 +18,32 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from adapters.postgres.database import Connection, Database
-from domain.errors import IdempotencyKeyReused, ValidationError, WrongExpectedVersion
+from domain.errors import (
+    IdempotencyKeyReused,
+    StreamClosed,
+    StreamNotFound,
+    ValidationError,
+    WrongExpectedVersion,
+)
 from domain.events import AppendResult, Checkpoint, NewEvent, RecordedEvent
-from domain.hashing import GENESIS_HASH, canonical_json, event_hash, fingerprint, normalize_json
+from domain.hashing import (
+    canonical_json,
+    envelope_encoded,
+    fingerprint,
+    format_time,
+    json_text,
+    normalize_json,
+)
 
 EVENT_COLUMNS = """global_position, transaction_id::text::bigint AS transaction_id, event_id,
     tenant_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at,
     prev_hash, hash"""
 
-LOCK_STREAM = """SELECT version, head_hash FROM streams
-    WHERE tenant_id = $1 AND stream_id = $2 FOR UPDATE"""
-CREATE_STREAM = """INSERT INTO streams (tenant_id, stream_id, version, head_hash)
-    VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING"""
+APPEND = "SELECT * FROM cg_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 STREAM_VERSION = "SELECT version FROM streams WHERE tenant_id = $1 AND stream_id = $2"
-FIND_KEY = """SELECT stream_id, fingerprint, first_version, last_version
-    FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2"""
-
-_INSERT_ROWS = """INSERT INTO events (event_id, tenant_id, stream_id, stream_version, type,
-        schema_version, data, metadata, recorded_at, prev_hash, hash)
-    SELECT e.event_id, $1, $2, e.v, e.type, e.sv, e.data::jsonb, e.meta::jsonb, $3, e.prev, e.h
-    FROM unnest($4::uuid[], $5::int[], $6::text[], $7::int2[], $8::text[], $9::text[],
-                $10::bytea[], $11::bytea[]) AS e(event_id, v, type, sv, data, meta, prev, h)
-    {guard}
-    ORDER BY e.v
-    RETURNING global_position, transaction_id, stream_version"""
-
-# One round trip writes the events and moves the stream head.
-APPEND = f"""WITH ins AS ({_INSERT_ROWS.format(guard="")}),
-    head AS (UPDATE streams SET version = $12, head_hash = $13
-             WHERE tenant_id = $1 AND stream_id = $2)
-SELECT global_position, transaction_id::text::bigint FROM ins ORDER BY stream_version"""
-
-# The same, claiming an idempotency key first: if the key exists (another stream used it
-# concurrently) nothing is written and no row comes back.
-APPEND_WITH_KEY = f"""WITH idem AS (
-        INSERT INTO idempotency_keys (tenant_id, idem_key, stream_id, fingerprint,
-                                      first_version, last_version)
-        VALUES ($1, $14, $2, $15, $16, $12) ON CONFLICT DO NOTHING RETURNING 1),
-    ins AS ({_INSERT_ROWS.format(guard="WHERE EXISTS (SELECT 1 FROM idem)")}),
-    head AS (UPDATE streams SET version = $12, head_hash = $13
-             WHERE tenant_id = $1 AND stream_id = $2 AND EXISTS (SELECT 1 FROM idem))
-SELECT global_position, transaction_id::text::bigint FROM ins ORDER BY stream_version"""
-
 READ_STREAM = f"""SELECT {EVENT_COLUMNS} FROM events
     WHERE tenant_id = $1 AND stream_id = $2 AND stream_version > $3
     ORDER BY stream_version LIMIT $4"""
@@ -95,12 +83,24 @@ def record_from_row(row: Any) -> RecordedEvent:
     )
 
 
-def _fingerprint(stream_id: str, events: Sequence[NewEvent]) -> bytes:
-    return fingerprint(stream_id, [(e.type, e.schema_version, e.data) for e in events])
+def _domain_error(exc: Exception, stream_id: str, expected: int | None) -> Exception:
+    code = getattr(exc, "sqlstate", None)
+    if code == "CG001":
+        return WrongExpectedVersion(stream_id, expected or 0, int(getattr(exc, "detail", 0) or 0))
+    if code == "CG002":
+        return IdempotencyKeyReused(
+            "Idempotency-Key was already used for a different request; "
+            "use a new key for a new request"
+        )
+    if code == "CG003":
+        return StreamClosed(f"stream {stream_id!r} is closed")
+    if code == "CG004":
+        return StreamNotFound(f"stream {stream_id!r} does not exist")
+    return exc
 
 
 class PgEventStore:
-    """The event store on one connection, inside the caller's transaction."""
+    """The event store on one connection."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -113,7 +113,8 @@ class PgEventStore:
         *,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
-        recorded_at: datetime | None = None,
+        must_exist: bool = False,
+        close: bool = False,
     ) -> AppendResult:
         if not events:
             raise ValidationError("an append needs at least one event", "events")
@@ -121,117 +122,78 @@ class PgEventStore:
             raise ValidationError(
                 f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters", "Idempotency-Key"
             )
-        conn = self.conn
-        head = await conn.fetchrow(LOCK_STREAM, tenant_id, stream_id)
-        if head is None:
-            await conn.execute(CREATE_STREAM, tenant_id, stream_id, GENESIS_HASH)
-            head = await conn.fetchrow(LOCK_STREAM, tenant_id, stream_id)
-        version: int = head["version"]
-        prev_hash = bytes(head["head_hash"])
-
-        fp = _fingerprint(stream_id, events) if idempotency_key is not None else b""
-        if idempotency_key is not None:
-            # Under the stream lock: a retry of this stream's append sees the first result.
-            replay = await self._replay(tenant_id, idempotency_key, stream_id, fp)
-            if replay is not None:
-                return replay
-        if expected_version is not None and expected_version != version:
-            raise WrongExpectedVersion(stream_id, expected_version, version)
-
-        now = recorded_at or datetime.now(UTC)
-        ids, versions, types, schema_versions, datas, metas, prevs, hashes = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
-        pending = []
-        for offset, event in enumerate(events, start=1):
+        now = datetime.now(UTC)
+        n = len(events)
+        ids: list[Any] = [None] * n
+        types: list[str] = [""] * n
+        schema_versions: list[int] = [0] * n
+        datas: list[str] = [""] * n
+        metas: list[str] = [""] * n
+        befores: list[bytes] = [b""] * n
+        afters: list[bytes] = [b""] * n
+        normalized: list[tuple[Any, Any]] = []
+        tenant_json, stream_json = json_text(tenant_id), json_text(stream_id)
+        time_json = json_text(format_time(now))
+        for i, event in enumerate(events):
             data = normalize_json(event.data, "$.data")
             metadata = normalize_json(event.metadata, "$.metadata")
-            v = version + offset
-            h = event_hash(
-                prev_hash,
+            normalized.append((data, metadata))
+            ids[i] = event.event_id
+            types[i] = event.type
+            schema_versions[i] = event.schema_version
+            datas[i] = canonical_json(data).decode()
+            metas[i] = canonical_json(metadata).decode()
+            befores[i], afters[i] = envelope_encoded(
                 event_id=event.event_id,
-                tenant_id=tenant_id,
-                stream_id=stream_id,
-                stream_version=v,
-                type=event.type,
+                tenant_json=tenant_json,
+                stream_json=stream_json,
+                type_json=json_text(event.type),
                 schema_version=event.schema_version,
-                data=data,
-                metadata=metadata,
-                recorded_at=now,
+                data_json=datas[i],
+                metadata_json=metas[i],
+                time_json=time_json,
             )
-            ids.append(event.event_id)
-            versions.append(v)
-            types.append(event.type)
-            schema_versions.append(event.schema_version)
-            datas.append(canonical_json(data).decode())
-            metas.append(canonical_json(metadata).decode())
-            prevs.append(prev_hash)
-            hashes.append(h)
-            pending.append((event, v, data, metadata, prev_hash, h))
-            prev_hash = h
-        last = version + len(events)
-        args: list[Any] = [
-            tenant_id, stream_id, now, ids, versions, types, schema_versions, datas, metas,
-            prevs, hashes, last, prev_hash,
-        ]  # fmt: skip
-        if idempotency_key is None:
-            rows = await conn.fetch(APPEND, *args)
-        else:
-            rows = await conn.fetch(APPEND_WITH_KEY, *args, idempotency_key, fp, version + 1)
-            if not rows:
-                # The key was claimed by an append to another stream that committed first.
-                replay = await self._replay(tenant_id, idempotency_key, stream_id, fp)
-                if replay is None:  # pragma: no cover - the conflict row must exist
-                    raise RuntimeError("idempotency key conflict without a stored key")
-                return replay
+        fp = None
+        if idempotency_key is not None:
+            fp = fingerprint(
+                stream_id, [(types[i], schema_versions[i], normalized[i][0]) for i in range(n)]
+            )
+        try:
+            rows = await self.conn.fetch(
+                APPEND, tenant_id, stream_id, expected_version, must_exist, close,
+                ids, types, schema_versions, datas, metas, befores, afters, now,
+                idempotency_key, fp,
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise _domain_error(exc, stream_id, expected_version) from None
+        if rows and rows[0]["replayed"]:
+            first, last = rows[0]["stream_version"], rows[-1]["stream_version"]
+            stored = await self.conn.fetch(READ_STREAM_RANGE, tenant_id, stream_id, first, last)
+            return AppendResult(
+                tenant_id, stream_id, first, last,
+                tuple(record_from_row(r) for r in stored), replayed=True,
+            )  # fmt: skip
         recorded = tuple(
             RecordedEvent(
-                global_position=row[0],
-                transaction_id=row[1],
+                global_position=row["global_position"],
+                transaction_id=row["transaction_id"],
                 event_id=event.event_id,
                 tenant_id=tenant_id,
                 stream_id=stream_id,
-                stream_version=v,
+                stream_version=row["stream_version"],
                 type=event.type,
                 schema_version=event.schema_version,
                 data=data,
                 metadata=metadata,
                 recorded_at=now,
-                prev_hash=prev,
-                hash=h,
+                prev_hash=bytes(row["prev_hash"]),
+                hash=bytes(row["hash"]),
             )
-            for row, (event, v, data, metadata, prev, h) in zip(rows, pending, strict=True)
+            for row, event, (data, metadata) in zip(rows, events, normalized, strict=True)
         )
-        return AppendResult(tenant_id, stream_id, version + 1, last, recorded)
-
-    async def _replay(
-        self, tenant_id: str, key: str, stream_id: str, fp: bytes
-    ) -> AppendResult | None:
-        row = await self.conn.fetchrow(FIND_KEY, tenant_id, key)
-        if row is None:
-            return None
-        if row["stream_id"] != stream_id or bytes(row["fingerprint"]) != fp:
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {key!r} was already used for a different request; "
-                "use a new key for a new request"
-            )
-        first, last = row["first_version"], row["last_version"]
-        rows = await self.conn.fetch(READ_STREAM_RANGE, tenant_id, stream_id, first, last)
-        events = tuple(record_from_row(r) for r in rows)
-        return AppendResult(tenant_id, stream_id, first, last, events, replayed=True)
-
-    async def find_idempotent(
-        self, tenant_id: str, key: str, stream_id: str, events: Sequence[NewEvent]
-    ) -> AppendResult | None:
-        """The stored result of `key` if it was used (raising if for another request)."""
-        return await self._replay(tenant_id, key, stream_id, _fingerprint(stream_id, events))
+        return AppendResult(
+            tenant_id, stream_id, recorded[0].stream_version, recorded[-1].stream_version, recorded
+        )
 
     async def read_stream(
         self, tenant_id: str, stream_id: str, *, after_version: int = 0, limit: int = 1000
@@ -255,7 +217,7 @@ class PgEventStore:
 
 
 class PostgresEventStore:
-    """The event store with a pooled connection and a transaction of its own per call."""
+    """The event store with a pooled connection per call."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -268,14 +230,18 @@ class PostgresEventStore:
         *,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
+        must_exist: bool = False,
+        close: bool = False,
     ) -> AppendResult:
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:
             return await PgEventStore(conn).append(
                 tenant_id,
                 stream_id,
                 events,
                 expected_version=expected_version,
                 idempotency_key=idempotency_key,
+                must_exist=must_exist,
+                close=close,
             )
 
     async def read_stream(

@@ -10,13 +10,10 @@ from typing import Any
 from adapters.postgres.database import Connection
 from domain.errors import ValidationError
 from domain.read_models import SessionFilter, SessionPage, SessionView
-from domain.session import SessionState
 
 COLUMNS = """tenant_id, session_id, title, user_id, status, metadata, created_at,
     last_activity_at, closed_at, turn_count, tokens_total, cost_total, version"""
 
-LOCK = """SELECT version, status, turn_count FROM sessions
-    WHERE tenant_id = $1 AND session_id = $2 FOR UPDATE"""
 GET = f"SELECT {COLUMNS} FROM sessions WHERE tenant_id = $1 AND session_id = $2"
 EXISTS = "SELECT 1 FROM sessions WHERE tenant_id = $1 AND session_id = $2"
 
@@ -38,13 +35,6 @@ def view_from_row(row: Any) -> SessionView:
         cost_total=row["cost_total"],
         version=row["version"],
     )
-
-
-async def lock_state(conn: Connection, tenant_id: str, session_id: str) -> SessionState | None:
-    row = await conn.fetchrow(LOCK, tenant_id, session_id)
-    if row is None:
-        return None
-    return SessionState(session_id, row["version"], row["status"], row["turn_count"])
 
 
 async def get(conn: Connection, tenant_id: str, session_id: str) -> SessionView | None:

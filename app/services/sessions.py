@@ -5,21 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from domain.errors import AlreadyExists, NotFound, WrongExpectedVersion
+from domain.errors import (
+    AlreadyExists,
+    NotFound,
+    SessionClosed,
+    StreamClosed,
+    StreamNotFound,
+    WrongExpectedVersion,
+)
 from domain.events import JsonDict, NewEvent, RecordedEvent
+from domain.events import SessionClosed as SessionClosedEvent
 from domain.ids import new_session_id, uuid7
 from domain.ports import SessionRepository, TokenCounter
 from domain.read_models import SessionFilter, SessionPage, SessionView
 from domain.session import (
     TurnInput,
     check_session_id,
-    ensure_open,
     open_session,
     stream_id_for,
     turn_events,
-)
-from domain.session import (
-    close_session as decide_close,
 )
 
 
@@ -80,23 +84,20 @@ async def create_session(
     sid = check_session_id(session_id) if session_id is not None else new_session_id()
     event = open_session(sid, title, user_id, metadata)
     new = [NewEvent.from_domain(event, uuid7(), ctx.metadata(idempotency_key))]
-    async with repo.unit_of_work() as uow:
-        try:
-            result = await uow.events.append(
-                ctx.tenant_id,
-                stream_id_for(sid),
-                new,
-                expected_version=0,
-                idempotency_key=idempotency_key,
-            )
-        except WrongExpectedVersion:
-            raise AlreadyExists(
-                f"session {sid!r} already exists; choose another id or append to it"
-            ) from None
-        if not result.replayed:
-            await uow.project(result.events)
-        view = await uow.get_session(ctx.tenant_id, sid)
-    assert view is not None
+    try:
+        result = await repo.events.append(
+            ctx.tenant_id,
+            stream_id_for(sid),
+            new,
+            expected_version=0,
+            idempotency_key=idempotency_key,
+        )
+    except WrongExpectedVersion:
+        raise AlreadyExists(
+            f"session {sid!r} already exists; choose another id or append to it"
+        ) from None
+    view = await repo.get(ctx.tenant_id, sid)
+    assert view is not None  # projected in the append's transaction
     return view, result.replayed
 
 
@@ -130,33 +131,27 @@ async def append_turns(
     expected_version: int | None = None,
     idempotency_key: str | None = None,
 ) -> AppendOutcome:
-    """Append turns as one transaction: all are stored, in order, exactly once, or none."""
+    """Append turns as one transaction: all are stored, in order, exactly once, or none.
+
+    The store checks, under the stream's lock, that the session exists and is open (a
+    closed session's stream is closed), the expected version, and the idempotency key
+    first, so a retry gets the first answer even if the session moved on since."""
     events = turn_events(count_turns(turns, counter))  # validation fails before any I/O
     meta = ctx.metadata(idempotency_key)
     new = [NewEvent.from_domain(e, uuid7(), meta) for e in events]
-    stream = stream_id_for(session_id)
-    async with repo.unit_of_work() as uow:
-        state = await uow.lock_session(ctx.tenant_id, session_id)
-        if state is None:
-            raise NotFound(f"session {session_id!r} does not exist; create it first")
-        if idempotency_key is not None:
-            # Before the state checks: a retry must get the first answer even if the
-            # session moved on (or closed) since.
-            earlier = await uow.events.find_idempotent(ctx.tenant_id, idempotency_key, stream, new)
-            if earlier is not None:
-                return _outcome(session_id, earlier.events, replayed=True)
-        ensure_open(state)
-        if expected_version is not None and expected_version != state.version:
-            raise WrongExpectedVersion(stream, expected_version, state.version)
-        result = await uow.events.append(
+    try:
+        result = await repo.events.append(
             ctx.tenant_id,
-            stream,
+            stream_id_for(session_id),
             new,
-            expected_version=state.version,
+            expected_version=expected_version,
             idempotency_key=idempotency_key,
+            must_exist=True,
         )
-        if not result.replayed:
-            await uow.project(result.events)
+    except StreamNotFound:
+        raise NotFound(f"session {session_id!r} does not exist; create it first") from None
+    except StreamClosed:
+        raise SessionClosed(f"session {session_id!r} is closed; open a new session") from None
     return _outcome(session_id, result.events, replayed=result.replayed)
 
 
@@ -166,19 +161,20 @@ async def close_session(
     session_id: str,
     reason: str | None = None,
 ) -> SessionView:
-    async with repo.unit_of_work() as uow:
-        state = await uow.lock_session(ctx.tenant_id, session_id)
-        if state is None:
-            raise NotFound(f"session {session_id!r} does not exist")
-        event = decide_close(state, reason)
-        result = await uow.events.append(
+    event = SessionClosedEvent(reason=reason)
+    try:
+        await repo.events.append(
             ctx.tenant_id,
             stream_id_for(session_id),
             [NewEvent.from_domain(event, uuid7(), ctx.metadata(None))],
-            expected_version=state.version,
+            must_exist=True,
+            close=True,
         )
-        await uow.project(result.events)
-        view = await uow.get_session(ctx.tenant_id, session_id)
+    except StreamNotFound:
+        raise NotFound(f"session {session_id!r} does not exist") from None
+    except StreamClosed:
+        raise SessionClosed(f"session {session_id!r} is already closed") from None
+    view = await repo.get(ctx.tenant_id, session_id)
     assert view is not None
     return view
 
@@ -217,4 +213,3 @@ async def read_events(
     if events is None:
         raise NotFound(f"session {session_id!r} does not exist")
     return events
-

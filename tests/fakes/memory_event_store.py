@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from domain.errors import IdempotencyKeyReused, ValidationError, WrongExpectedVersion
+from domain.errors import (
+    IdempotencyKeyReused,
+    StreamClosed,
+    StreamNotFound,
+    ValidationError,
+    WrongExpectedVersion,
+)
 from domain.events import AppendResult, Checkpoint, NewEvent, RecordedEvent
 from domain.hashing import GENESIS_HASH, event_hash, fingerprint, normalize_json
 
@@ -58,6 +64,7 @@ class InMemoryEventStore:
         self._event_ids: set[tuple[str, uuid.UUID]] = set()
         self._next_transaction_id = first_transaction_id
         self._next_position = 1
+        self._closed: set[StreamKey] = set()
 
     async def append(
         self,
@@ -67,6 +74,8 @@ class InMemoryEventStore:
         *,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
+        must_exist: bool = False,
+        close: bool = False,
         recorded_at: datetime | None = None,
     ) -> AppendResult:
         if not events:
@@ -81,11 +90,16 @@ class InMemoryEventStore:
             for e in events
         ]
         fp = (
-            fingerprint(stream_id, [(e.type, e.schema_version, e.data) for e in events])
+            fingerprint(
+                stream_id,
+                [(e.type, e.schema_version, n[0]) for e, n in zip(events, normalized, strict=True)],
+            )
             if idempotency_key is not None
             else b""
         )
         async with self._lock:
+            if must_exist and not self._streams.get((tenant_id, stream_id)):
+                raise StreamNotFound(f"stream {stream_id!r} does not exist")
             if idempotency_key is not None:
                 stored = self._keys.get((tenant_id, idempotency_key))
                 if stored is not None:
@@ -100,6 +114,10 @@ class InMemoryEventStore:
             version = len(stream)
             if expected_version is not None and expected_version != version:
                 raise WrongExpectedVersion(stream_id, expected_version, version)
+            if (tenant_id, stream_id) in self._closed:
+                raise StreamClosed(f"stream {stream_id!r} is closed")
+            if close:
+                self._closed.add((tenant_id, stream_id))
 
             now = recorded_at or datetime.now(UTC)
             transaction_id = self._next_transaction_id

@@ -479,21 +479,8 @@ async def test_non_finite_numbers_are_a_validation_error(store: EventStore, bad:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 async def test_non_finite_numbers_with_an_idempotency_key_are_a_validation_error(
-    store: EventStore, bad: float, request: pytest.FixtureRequest
+    store: EventStore, bad: float
 ) -> None:
-    if isinstance(store, PostgresEventStore):
-        # Known bug, reported, not fixed here: PgEventStore.append computes the idempotency
-        # fingerprint (canonical_json, allow_nan=False) from the raw data before
-        # normalize_json validates it, so json.dumps raises a bare ValueError ("Out of
-        # range float values are not JSON compliant") instead of ValidationError (a 500
-        # instead of a 422). strict: this turns red once the bug is fixed; drop the mark.
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=ValueError,
-                strict=True,
-                reason="PgEventStore fingerprints before validating: ValueError, not 422",
-            )
-        )
     stream = stream_name()
     with pytest.raises(ValidationError):
         await store.append(TENANT, stream, [new_event("Bad", {"x": bad})], idempotency_key="nan")

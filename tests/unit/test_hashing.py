@@ -232,3 +232,44 @@ def test_chain_break_detects_a_wrong_version() -> None:
     renumbered = dataclasses.replace(chain[1], stream_version=5)
     why = chain_break(chain[0].hash, 5, renumbered)
     assert why is not None and "hash differs" in why
+
+
+def test_envelope_is_the_canonical_json_cut_at_the_version() -> None:
+    import uuid as _uuid
+    from datetime import UTC, datetime
+
+    from domain.hashing import canonical_json, envelope, event_hash, format_time
+
+    event_id = _uuid.UUID("01a212c6-62eb-7469-a615-960ce77a35ea")
+    at = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
+    data = {"content": 'Olá "quoted" \\ \n\t\u2028 é', "n": [1, 2.5, {"b": None, "a": True}]}
+    metadata = {"actor": "k", "request_id": "r-1"}
+    fields = dict(
+        event_id=event_id,
+        tenant_id="ténant",
+        stream_id="session:s/1",
+        type="UserMessage",
+        schema_version=3,
+        data=data,
+        metadata=metadata,
+        recorded_at=at,
+    )
+    before, after = envelope(**fields)  # type: ignore[arg-type]
+    whole = canonical_json(
+        {
+            "event_id": str(event_id),
+            "tenant_id": "ténant",
+            "stream_id": "session:s/1",
+            "stream_version": 42,
+            "type": "UserMessage",
+            "schema_version": 3,
+            "data": data,
+            "metadata": metadata,
+            "recorded_at": format_time(at),
+        }
+    )
+    assert before + b"42" + after == whole
+    import hashlib
+
+    prev = bytes(range(32))
+    assert event_hash(prev, stream_version=42, **fields) == hashlib.sha256(prev + whole).digest()  # type: ignore[arg-type]

@@ -185,14 +185,6 @@ def test_check_session_id_accepts(session_id: str) -> None:
     assert stream_id_for(session_id) == f"session:{session_id}"
 
 
-# Known bug, reported, not fixed here: SESSION_ID_RE ends in `$`, which also matches
-# before a final newline, so "abc\n" (and 128 characters plus "\n") pass check_session_id.
-# It wants `\Z` or re.fullmatch. strict: these turn red once fixed; then drop the marks.
-TRAILING_NEWLINE_BUG = pytest.mark.xfail(
-    strict=True, reason="SESSION_ID_RE uses `$`, which accepts a trailing newline"
-)
-
-
 @pytest.mark.parametrize(
     "session_id",
     [
@@ -207,8 +199,8 @@ TRAILING_NEWLINE_BUG = pytest.mark.xfail(
         "a\x00",
         "a\nb",
         "\nabc",
-        pytest.param("abc\n", marks=TRAILING_NEWLINE_BUG, id="trailing-newline"),
-        pytest.param("A" * 128 + "\n", marks=TRAILING_NEWLINE_BUG, id="129-with-newline"),
+        pytest.param("abc\n", id="trailing-newline"),
+        pytest.param("A" * 128 + "\n", id="129-with-newline"),
     ],
 )
 def test_check_session_id_rejects(session_id: str) -> None:
