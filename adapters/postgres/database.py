@@ -68,8 +68,12 @@ async def _keep_session(conn: Connection) -> None:
 class Database:
     """A lazily created asyncpg pool. `connection()` and `transaction()` lend from it."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, max_overflow: int = 10, role: str | None = None
+    ) -> None:
         self.url = driver_url(url)
+        # SET ROLE at connect: the server then holds only the application role's rights.
+        self.role = role
         self.min_size = min(2, pool_size)
         self.max_size = pool_size + max_overflow
         self._pool: Any = None
@@ -85,9 +89,15 @@ class Database:
                         max_size=self.max_size,
                         init=_init_connection,
                         reset=_keep_session,
-                        server_settings={"application_name": "contextgate", "jit": "off"},
+                        server_settings=self._server_settings(),
                     )
         return self._pool
+
+    def _server_settings(self) -> dict[str, str]:
+        settings = {"application_name": "contextgate", "jit": "off"}
+        if self.role:
+            settings["role"] = self.role
+        return settings
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

@@ -28,6 +28,10 @@ CREATE FUNCTION cg_append(
 RETURNS TABLE (global_position bigint, transaction_id bigint, stream_version integer,
                prev_hash bytea, hash bytea, replayed boolean)
 LANGUAGE plpgsql
+-- Runs with its owner's rights: the application role may append only through here, so
+-- it cannot write an event with a hash of its own making.
+SECURITY DEFINER
+SET search_path FROM CURRENT
 -- Plan each statement once per connection; custom re-planning cost ~0.2 ms a call.
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -228,6 +232,32 @@ END
 $$
 """
 
+# The role the server works as (CONTEXTGATE_DB_ROLE): it reads the log and appends only
+# through cg_append; it is granted no UPDATE, DELETE or TRUNCATE on the log. Created
+# when the migrating user may create roles; skipped (with a notice) otherwise.
+APP_ROLE = r"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'contextgate_app') THEN
+        BEGIN
+            CREATE ROLE contextgate_app NOLOGIN;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'cannot create role contextgate_app; grant the privileges yourself';
+            RETURN;
+        END;
+    END IF;
+    GRANT USAGE ON SCHEMA public TO contextgate_app;
+    GRANT SELECT ON events, streams, idempotency_keys TO contextgate_app;
+    GRANT SELECT, INSERT, UPDATE, TRUNCATE ON sessions, turns TO contextgate_app;
+    GRANT SELECT, INSERT, UPDATE ON projection_checkpoints, api_keys TO contextgate_app;
+    GRANT SELECT ON alembic_version TO contextgate_app;
+    GRANT EXECUTE ON FUNCTION cg_append(text, text, integer, boolean, boolean, uuid[],
+        text[], smallint[], text[], text[], bytea[], bytea[], timestamptz, text, bytea),
+        cg_project_session(text, text, integer, integer) TO contextgate_app;
+END
+$$
+"""
+
 UPGRADE = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     # The log. Keys all lead with tenant_id so the table can be distributed by tenant.
@@ -364,9 +394,11 @@ UPGRADE = [
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION cg_project_new_events()
     """,
+    APP_ROLE,
 ]
 
 DOWNGRADE = [
+    # The role is shared by every database of the server; it is left in place.
     "DROP TRIGGER events_project ON events",
     "DROP FUNCTION cg_project_new_events()",
     "DROP FUNCTION cg_project_session(text, text, integer, integer)",

@@ -453,12 +453,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a PostgreSQL server (with pgvector) whose role may create databases; "
         "default $DATABASE_URL, else the embedded server under .contextgate/bench",
     )
+    p.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop for both modes (default uvloop, as the server uses)",
+    )
     args = p.parse_args(argv)
     if args.turns < 1:
         p.error("--turns must be at least 1")
     if args.warmup < 0:
         p.error("--warmup must not be negative")
     return args
+
+
+def run_loop(coro: Any, loop: str) -> Any:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -475,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"database {redact_url(url)}; migrating", file=sys.stderr, flush=True)
         migrate.upgrade(url)  # runs its own event loop
         started = time.perf_counter()
-        results = asyncio.run(run_all(url, args.turns, args.warmup, args.case_timeout))
+        # The server runs on uvloop (uvicorn[standard]); so do both modes here.
+        results = run_loop(run_all(url, args.turns, args.warmup, args.case_timeout), args.loop)
         elapsed = time.perf_counter() - started
     finally:
         asyncio.run(admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -490,6 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "turns": args.turns,
                 "warmup": args.warmup,
                 "case_timeout_s": args.case_timeout,
+                "loop": args.loop,
                 "cpu_count": os.cpu_count(),
                 "recorded_at": datetime.now(UTC).isoformat(),
             },

@@ -47,6 +47,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
         CONTEXTGATE_ADMIN_KEY=ADMIN_KEY,
         CONTEXTGATE_MAX_BODY_BYTES=str(MAX_BODY),
         CONTEXTGATE_LOG_LEVEL="warning",
+        CONTEXTGATE_DB_ROLE="contextgate_app",
         **extra,
     )
     return env

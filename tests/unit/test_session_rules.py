@@ -7,18 +7,14 @@ from typing import Any
 import pytest
 
 from domain import events as ev
-from domain.errors import SessionClosed, ValidationError
+from domain.errors import ValidationError
 from domain.session import (
     MAX_TURNS_PER_APPEND,
-    SessionState,
     TurnInput,
     check_session_id,
-    close_session,
-    ensure_open,
     open_session,
     stream_id_for,
     turn_events,
-    turn_fields,
 )
 
 
@@ -30,10 +26,6 @@ def rejected(turns: list[TurnInput]) -> ValidationError:
     with pytest.raises(ValidationError) as info:
         turn_events(turns)
     return info.value
-
-
-OPEN = SessionState(session_id="s1", version=3, status="open", turn_count=2)
-CLOSED = SessionState(session_id="s1", version=4, status="closed", turn_count=2)
 
 
 # --- turns --------------------------------------------------------------------------------
@@ -125,42 +117,6 @@ def test_too_many_turns_are_rejected() -> None:
     error = rejected([turn()] * (MAX_TURNS_PER_APPEND + 1))
     assert error.field == "turns"
     assert str(MAX_TURNS_PER_APPEND) in str(error)
-
-
-def test_turn_fields_for_the_read_model() -> None:
-    assert turn_fields("AssistantMessage", {"content": "a", "tokens": 3, "cost": 0.25}) == {
-        "role": "assistant",
-        "content": "a",
-        "tokens": 3,
-        "cost": 0.25,
-        "name": None,
-    }
-    tool = turn_fields("ToolResult", {"content": "r", "tokens": 1})
-    assert tool is not None and tool["role"] == "tool" and tool["cost"] == 0.0
-    assert turn_fields("SessionOpened", {"session_id": "s"}) is None
-    assert turn_fields("PolicyApplied", {}) is None
-
-
-# --- the session's state ------------------------------------------------------------------
-
-
-def test_ensure_open_accepts_an_open_session() -> None:
-    assert OPEN.is_open
-    ensure_open(OPEN)  # does not raise
-
-
-@pytest.mark.parametrize("status", ["closed", "erased", "anything-but-open"])
-def test_ensure_open_rejects_a_session_that_is_not_open(status: str) -> None:
-    state = SessionState(session_id="s9", version=2, status=status, turn_count=0)
-    assert not state.is_open
-    with pytest.raises(SessionClosed, match="'s9' is closed"):
-        ensure_open(state)
-
-
-def test_close_session() -> None:
-    assert close_session(OPEN, "done") == ev.SessionClosed(reason="done")
-    with pytest.raises(SessionClosed, match="already closed"):
-        close_session(CLOSED, None)
 
 
 def test_open_session() -> None:
