@@ -25,8 +25,19 @@ class DomainEvent:
     schema_version: ClassVar[int] = 1
 
     def to_data(self) -> JsonDict:
-        # Shallow: nested values are copied (and checked) by normalize_json on append.
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The payload, without fields left at their defaults (decoding restores them):
+        every byte stored is written to the WAL, the log and the hash, forever.
+        Shallow: nested values are copied (and checked) by normalize_json on append."""
+        data: JsonDict = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING:
+                if value == f.default:
+                    continue
+            elif f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+                continue
+            data[f.name] = value
+        return data
 
 
 @dataclass(frozen=True)

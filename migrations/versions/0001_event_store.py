@@ -45,17 +45,22 @@ DECLARE
     v_prevs bytea[] := '{}';
     v_hashes bytea[] := '{}';
 BEGIN
+    -- Writers of one stream queue here. A transaction-scoped advisory lock rather than
+    -- SELECT ... FOR UPDATE: same serialization, but no row-lock record in the WAL and no
+    -- dirtied page (two hash-colliding streams merely share a queue). The head is read
+    -- after the lock is held, by a later statement, so it is the committed latest.
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_stream, 0));
     SELECT s.version, s.head_hash, s.closed INTO v_version, v_head, v_closed
-    FROM streams s WHERE s.tenant_id = p_tenant AND s.stream_id = p_stream FOR UPDATE;
+    FROM streams s WHERE s.tenant_id = p_tenant AND s.stream_id = p_stream;
     IF NOT FOUND THEN
         IF p_must_exist THEN
             RAISE EXCEPTION 'stream % does not exist', p_stream USING ERRCODE = 'CG004';
         END IF;
         INSERT INTO streams (tenant_id, stream_id, version, head_hash)
-        VALUES (p_tenant, p_stream, 0, decode(repeat('00', 32), 'hex'))
-        ON CONFLICT DO NOTHING;
-        SELECT s.version, s.head_hash, s.closed INTO v_version, v_head, v_closed
-        FROM streams s WHERE s.tenant_id = p_tenant AND s.stream_id = p_stream FOR UPDATE;
+        VALUES (p_tenant, p_stream, 0, decode(repeat('00', 32), 'hex'));
+        v_version := 0;
+        v_head := decode(repeat('00', 32), 'hex');
+        v_closed := false;
     END IF;
 
     IF p_idem_key IS NOT NULL THEN
@@ -177,15 +182,15 @@ BEGIN
         WHERE e.tenant_id = p_tenant AND e.stream_id = p_stream
           AND e.stream_version BETWEEN v_from AND p_to
     ), new_turns AS (
-        INSERT INTO turns (tenant_id, session_id, seq, stream_version, global_position,
-                           event_id, role, content, name, tokens, created_at)
+        INSERT INTO turn_rows (tenant_id, session_id, seq, stream_version, global_position,
+                           event_id, role, name, tokens, created_at)
         SELECT p_tenant, v_session,
                v_turns + row_number() OVER (ORDER BY ev.stream_version),
                ev.stream_version, ev.global_position, ev.event_id,
                CASE ev.type WHEN 'UserMessage' THEN 'user'
                             WHEN 'AssistantMessage' THEN 'assistant'
                             WHEN 'SystemMessage' THEN 'system' ELSE 'tool' END,
-               coalesce(ev.data->>'content', ''), ev.data->>'name',
+               ev.data->>'name',
                coalesce((ev.data->>'tokens')::integer, 0), ev.recorded_at
         FROM ev WHERE ev.is_turn
     )
@@ -248,7 +253,8 @@ BEGIN
     END IF;
     GRANT USAGE ON SCHEMA public TO contextgate_app;
     GRANT SELECT ON events, streams, idempotency_keys TO contextgate_app;
-    GRANT SELECT, INSERT, UPDATE, TRUNCATE ON sessions, turns TO contextgate_app;
+    GRANT SELECT, INSERT, UPDATE, TRUNCATE ON sessions, turn_rows TO contextgate_app;
+    GRANT SELECT ON turns TO contextgate_app;
     GRANT SELECT, INSERT, UPDATE ON projection_checkpoints, api_keys TO contextgate_app;
     GRANT SELECT ON alembic_version TO contextgate_app;
     GRANT EXECUTE ON FUNCTION cg_append(text, text, integer, boolean, boolean, uuid[],
@@ -311,7 +317,7 @@ UPGRADE = [
         head_hash bytea   NOT NULL,
         closed    boolean NOT NULL DEFAULT false,
         PRIMARY KEY (tenant_id, stream_id)
-    )
+    ) WITH (fillfactor = 50)
     """,
     """
     CREATE TABLE idempotency_keys (
@@ -343,13 +349,17 @@ UPGRADE = [
         cost_total       numeric     NOT NULL DEFAULT 0,
         version          integer     NOT NULL,
         PRIMARY KEY (tenant_id, session_id)
-    )
+    ) WITH (fillfactor = 50)
     """,
     "CREATE INDEX sessions_by_created ON sessions (tenant_id, created_at DESC, session_id DESC)",
-    "CREATE INDEX sessions_by_activity ON sessions (tenant_id, last_activity_at DESC)",
+    # No index on last_activity_at: it changes on every append, and an index on it
+    # would turn each of those HOT updates into a full one (3 more index inserts).
     "CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id) WHERE user_id IS NOT NULL",
+    # One row per message. Its text stays in the log alone (the `turns` view joins it
+    # back by primary key): a second copy of every message would double the bytes each
+    # append writes, and be one more place an erasure has to reach.
     """
-    CREATE TABLE turns (
+    CREATE TABLE turn_rows (
         tenant_id       text        NOT NULL,
         session_id      text        NOT NULL,
         seq             integer     NOT NULL,
@@ -357,12 +367,19 @@ UPGRADE = [
         global_position bigint      NOT NULL,
         event_id        uuid        NOT NULL,
         role            text        NOT NULL,
-        content         text        NOT NULL,
         name            text,
         tokens          integer     NOT NULL,
         created_at      timestamptz NOT NULL,
         PRIMARY KEY (tenant_id, session_id, seq)
     )
+    """,
+    """
+    CREATE VIEW turns AS
+    SELECT t.tenant_id, t.session_id, t.seq, t.stream_version, t.global_position,
+           t.event_id, t.role, coalesce(e.data->>'content', '') AS content, t.name, t.tokens,
+           t.created_at
+    FROM turn_rows t
+    JOIN events e ON e.tenant_id = t.tenant_id AND e.global_position = t.global_position
     """,
     # Where each catch-up projection stands in the log, and when a rebuild last ran.
     """
@@ -406,7 +423,8 @@ DOWNGRADE = [
     " text[], text[], bytea[], bytea[], timestamptz, text, bytea)",
     "DROP TABLE api_keys",
     "DROP TABLE projection_checkpoints",
-    "DROP TABLE turns",
+    "DROP VIEW turns",
+    "DROP TABLE turn_rows",
     "DROP TABLE sessions",
     "DROP TABLE idempotency_keys",
     "DROP TABLE streams",

@@ -131,8 +131,9 @@ async def test_concurrent_append_turns_through_the_service(
     assert not any(o.replayed for o in outcomes)
 
     rows = await raw_conn.fetch(
-        "SELECT seq, stream_version, content FROM turns"
-        " WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq",
+        "SELECT t.seq, t.stream_version, e.data->>'content' AS content FROM turns t"
+        " JOIN events e USING (tenant_id, global_position)"
+        " WHERE t.tenant_id = $1 AND t.session_id = $2 ORDER BY t.seq",
         TENANT,
         "s-concurrent",
     )
@@ -362,7 +363,9 @@ async def test_stale_expected_version_in_the_service_writes_nothing(
     events = await PostgresEventStore(db).read_stream(TENANT, stream_id_for("s-stale"))
     assert [e.stream_version for e in events] == [1, 2]
     contents = await raw_conn.fetch(
-        "SELECT content FROM turns WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq",
+        "SELECT e.data->>'content' AS content FROM turns t"
+        " JOIN events e USING (tenant_id, global_position)"
+        " WHERE t.tenant_id = $1 AND t.session_id = $2 ORDER BY t.seq",
         TENANT,
         "s-stale",
     )

@@ -48,7 +48,7 @@ async def test_replay_rebuilds_identical_projections(
     await seed(db)
     before = await dump(raw_conn)
     assert len(before[0]) == 6 and len(before[1]) == 6 * 8
-    await raw_conn.execute("DELETE FROM turns WHERE seq > 2")  # a damaged read model
+    await raw_conn.execute("DELETE FROM turn_rows WHERE seq > 2")  # a damaged read model
     await raw_conn.execute("UPDATE sessions SET turn_count = 0")
 
     result = await rebuild_projections(db)
