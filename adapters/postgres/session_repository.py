@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from adapters.postgres import sessions
 from adapters.postgres.database import Database
-from adapters.postgres.event_store import PgEventStore, PostgresEventStore
+from adapters.postgres.event_store import PgEventStore
+from adapters.postgres.pooled_event_store import PostgresEventStore
 from domain.events import RecordedEvent
 from domain.read_models import SessionFilter, SessionPage, SessionView
 from domain.session import stream_id_for

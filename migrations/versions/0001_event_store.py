@@ -133,6 +133,58 @@ END
 $$
 """
 
+# Many appends (to any streams) in one call and one commit: the server's batcher sends
+# what concurrent requests queued while earlier batches were in flight. The streams are
+# locked in one global order first, so batches never deadlock each other. Each append
+# runs in its own subtransaction: one that fails (a version conflict, a closed stream)
+# reports its SQLSTATE in its row and takes nothing else down with it.
+APPEND_BATCH_FUNCTION = r"""
+CREATE FUNCTION cg_append_batch(
+    p_tenants text[], p_streams text[], p_expected integer[], p_must_exist boolean[],
+    p_close boolean[], p_idem_keys text[], p_fingerprints bytea[], p_recorded_at timestamptz[],
+    p_first integer[], p_count integer[],
+    p_event_ids uuid[], p_types text[], p_schema_versions smallint[], p_data text[],
+    p_metadata text[], p_before bytea[], p_after bytea[])
+RETURNS TABLE (request integer, global_position bigint, transaction_id bigint,
+               stream_version integer, prev_hash bytea, hash bytea, replayed boolean,
+               error_code text, error_detail text)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lo integer;
+    v_hi integer;
+    v_code text;
+    v_detail text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(k.key)
+    FROM (SELECT DISTINCT hashtextextended(p_tenants[i] || '/' || p_streams[i], 0) AS key
+          FROM generate_subscripts(p_tenants, 1) AS i) k
+    ORDER BY k.key;
+    FOR r IN 1..cardinality(p_tenants) LOOP
+        v_lo := p_first[r];
+        v_hi := p_first[r] + p_count[r] - 1;
+        BEGIN
+            RETURN QUERY
+                SELECT r, a.global_position, a.transaction_id, a.stream_version, a.prev_hash,
+                       a.hash, a.replayed, NULL::text, NULL::text
+                FROM cg_append(p_tenants[r], p_streams[r], p_expected[r], p_must_exist[r],
+                               p_close[r], p_event_ids[v_lo:v_hi], p_types[v_lo:v_hi],
+                               p_schema_versions[v_lo:v_hi], p_data[v_lo:v_hi],
+                               p_metadata[v_lo:v_hi], p_before[v_lo:v_hi], p_after[v_lo:v_hi],
+                               p_recorded_at[r], p_idem_keys[r], p_fingerprints[r]) a;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_detail = PG_EXCEPTION_DETAIL;
+            RETURN QUERY SELECT r, NULL::bigint, NULL::bigint, NULL::integer, NULL::bytea,
+                                NULL::bytea, NULL::boolean, v_code, v_detail;
+        END;
+    END LOOP;
+END
+$$
+"""
+
 # The `sessions` and `turns` projections of a range of one session stream's events.
 # Incremental (the trigger below, in the append's transaction) and `contextgate replay`
 # run this same function. Each sessions row keeps the last stream version it applied,
@@ -259,6 +311,9 @@ BEGIN
     GRANT SELECT ON alembic_version TO contextgate_app;
     GRANT EXECUTE ON FUNCTION cg_append(text, text, integer, boolean, boolean, uuid[],
         text[], smallint[], text[], text[], bytea[], bytea[], timestamptz, text, bytea),
+        cg_append_batch(text[], text[], integer[], boolean[], boolean[], text[], bytea[],
+        timestamptz[], integer[], integer[], uuid[], text[], smallint[], text[], text[],
+        bytea[], bytea[]),
         cg_project_session(text, text, integer, integer) TO contextgate_app;
 END
 $$
@@ -404,6 +459,7 @@ UPGRADE = [
     """,
     "CREATE INDEX api_keys_by_hash ON api_keys (key_hash)",
     APPEND_FUNCTION,
+    APPEND_BATCH_FUNCTION,
     PROJECT_SESSION_FUNCTION,
     PROJECT_TRIGGER_FUNCTION,
     """
@@ -419,6 +475,9 @@ DOWNGRADE = [
     "DROP TRIGGER events_project ON events",
     "DROP FUNCTION cg_project_new_events()",
     "DROP FUNCTION cg_project_session(text, text, integer, integer)",
+    "DROP FUNCTION cg_append_batch(text[], text[], integer[], boolean[], boolean[], text[],"
+    " bytea[], timestamptz[], integer[], integer[], uuid[], text[], smallint[], text[], text[],"
+    " bytea[], bytea[])",
     "DROP FUNCTION cg_append(text, text, integer, boolean, boolean, uuid[], text[], smallint[],"
     " text[], text[], bytea[], bytea[], timestamptz, text, bytea)",
     "DROP TABLE api_keys",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.pooled_event_store import PostgresEventStore
 from domain.errors import IdempotencyKeyReused, ValidationError, WrongExpectedVersion
 from domain.events import Checkpoint, NewEvent, RecordedEvent
 from domain.hashing import GENESIS_HASH, chain_break, normalize_json

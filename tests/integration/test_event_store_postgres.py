@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from adapters.postgres.database import Database
-from adapters.postgres.event_store import PgEventStore, PostgresEventStore
+from adapters.postgres.event_store import PgEventStore
+from adapters.postgres.pooled_event_store import PostgresEventStore
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import CharEstimateCounter
 from app.services.sessions import (
