@@ -51,6 +51,10 @@ class EventStore(Protocol):
 class TokenCounter(Protocol):
     def count(self, text: str, model: str | None = None) -> int: ...
 
+    def ratio(self, model: str | None) -> float:
+        """How many of `model`'s tokens one stored token is (estimates for other families)."""
+        ...
+
 
 class SessionRepository(Protocol):
     """Sessions: their event store (appends project in the same transaction) and the
