@@ -71,13 +71,13 @@ async def rebuild_projections(db: Database) -> dict[str, Any]:
     SQL function the appends run, in one transaction. Appends wait on the table locks
     until it commits, then project on top of the rebuilt rows."""
     async with db.transaction() as conn:
-        await conn.execute("LOCK TABLE sessions, turn_rows IN ACCESS EXCLUSIVE MODE")
-        await conn.execute("TRUNCATE sessions, turn_rows")
+        await conn.execute("LOCK TABLE sessions, turn_rows, summary_rows IN ACCESS EXCLUSIVE MODE")
+        await conn.execute("TRUNCATE sessions, turn_rows, summary_rows")
         streams = len(await conn.fetch(REPROJECT_SESSIONS))
         events = await conn.fetchval(COUNT_SESSION_EVENTS)
         last = await conn.fetchrow(LAST_POSITION)
         if last is not None:
-            for name in ("sessions", "turns"):
+            for name in ("sessions", "turns", "summaries"):
                 await conn.execute(
                     SAVE_CHECKPOINT, name, last["transaction_id"], last["global_position"]
                 )

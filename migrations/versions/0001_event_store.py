@@ -245,15 +245,27 @@ BEGIN
                ev.data->>'name',
                coalesce((ev.data->>'tokens')::integer, 0), ev.recorded_at
         FROM ev WHERE ev.is_turn
+    ), new_summaries AS (
+        INSERT INTO summary_rows (tenant_id, session_id, level, from_version, to_version,
+                                  tokens, summarizer, global_position, created_at)
+        SELECT p_tenant, v_session, (ev.data->>'level')::integer,
+               (ev.data->>'from_version')::integer, (ev.data->>'to_version')::integer,
+               coalesce((ev.data->>'tokens')::integer, 0), ev.data->>'summarizer',
+               ev.global_position, ev.recorded_at
+        FROM ev WHERE ev.type = 'SummaryRecorded'
+        ON CONFLICT DO NOTHING
     )
     UPDATE sessions u
     SET version = a.last_version,
         turn_count = u.turn_count + a.turns,
         tokens_total = u.tokens_total + a.tokens,
         cost_total = u.cost_total + a.cost,
-        last_activity_at = a.last_at,
+        last_activity_at = coalesce(a.last_at, u.last_activity_at),
         status = CASE WHEN a.closed_at IS NULL THEN u.status ELSE 'closed' END,
-        closed_at = coalesce(a.closed_at, u.closed_at)
+        closed_at = coalesce(a.closed_at, u.closed_at),
+        summarized_to_version = greatest(u.summarized_to_version, a.summarized_to),
+        compacted_to_version = greatest(u.compacted_to_version, a.compacted_to),
+        compacted_at = coalesce(a.compacted_at, u.compacted_at)
     FROM (
         SELECT max(ev.stream_version) AS last_version,
                count(*) FILTER (WHERE ev.is_turn) AS turns,
@@ -261,8 +273,15 @@ BEGIN
                    AS tokens,
                coalesce(sum((ev.data->>'cost')::numeric)
                         FILTER (WHERE ev.type = 'AssistantMessage'), 0) AS cost,
-               max(ev.recorded_at) AS last_at,
-               max(ev.recorded_at) FILTER (WHERE ev.type = 'SessionClosed') AS closed_at
+               -- Activity is the conversation: summaries and compaction do not count.
+               max(ev.recorded_at) FILTER (WHERE ev.is_turn OR ev.type = 'SessionClosed')
+                   AS last_at,
+               max(ev.recorded_at) FILTER (WHERE ev.type = 'SessionClosed') AS closed_at,
+               coalesce(max((ev.data->>'to_version')::integer)
+                        FILTER (WHERE ev.type = 'SummaryRecorded'), 0) AS summarized_to,
+               coalesce(max((ev.data->>'up_to_version')::integer)
+                        FILTER (WHERE ev.type = 'SessionCompacted'), 0) AS compacted_to,
+               max(ev.recorded_at) FILTER (WHERE ev.type = 'SessionCompacted') AS compacted_at
         FROM ev WHERE ev.type <> 'SessionOpened'
     ) a
     WHERE u.tenant_id = p_tenant AND u.session_id = v_session AND a.last_version IS NOT NULL;
@@ -307,6 +326,8 @@ BEGIN
     GRANT SELECT ON events, streams, idempotency_keys TO contextgate_app;
     GRANT SELECT, INSERT, UPDATE, TRUNCATE ON sessions, turn_rows TO contextgate_app;
     GRANT SELECT ON turns TO contextgate_app;
+    GRANT SELECT, INSERT, UPDATE, TRUNCATE ON summary_rows TO contextgate_app;
+    GRANT SELECT ON summaries TO contextgate_app;
     GRANT SELECT, INSERT, UPDATE ON projection_checkpoints, api_keys TO contextgate_app;
     GRANT SELECT ON alembic_version TO contextgate_app;
     GRANT EXECUTE ON FUNCTION cg_append(text, text, integer, boolean, boolean, uuid[],
@@ -403,6 +424,9 @@ UPGRADE = [
         tokens_total     bigint      NOT NULL DEFAULT 0,
         cost_total       numeric     NOT NULL DEFAULT 0,
         version          integer     NOT NULL,
+        summarized_to_version integer NOT NULL DEFAULT 0,
+        compacted_to_version  integer NOT NULL DEFAULT 0,
+        compacted_at     timestamptz,
         PRIMARY KEY (tenant_id, session_id)
     ) WITH (fillfactor = 50)
     """,
@@ -435,6 +459,29 @@ UPGRADE = [
            t.created_at
     FROM turn_rows t
     JOIN events e ON e.tenant_id = t.tenant_id AND e.global_position = t.global_position
+    """,
+    # Rolling summaries (SummaryRecorded), their text joined from the log by `summaries`.
+    """
+    CREATE TABLE summary_rows (
+        tenant_id       text        NOT NULL,
+        session_id      text        NOT NULL,
+        level           integer     NOT NULL,
+        from_version    integer     NOT NULL,
+        to_version      integer     NOT NULL,
+        tokens          integer     NOT NULL,
+        summarizer      text,
+        global_position bigint      NOT NULL,
+        created_at      timestamptz NOT NULL,
+        PRIMARY KEY (tenant_id, session_id, level, to_version)
+    )
+    """,
+    """
+    CREATE VIEW summaries AS
+    SELECT s.tenant_id, s.session_id, s.level, s.from_version, s.to_version,
+           coalesce(e.data->>'text', '') AS text, s.tokens, s.summarizer, s.global_position,
+           s.created_at
+    FROM summary_rows s
+    JOIN events e ON e.tenant_id = s.tenant_id AND e.global_position = s.global_position
     """,
     # Where each catch-up projection stands in the log, and when a rebuild last ran.
     """
@@ -482,6 +529,8 @@ DOWNGRADE = [
     " text[], text[], bytea[], bytea[], timestamptz, text, bytea)",
     "DROP TABLE api_keys",
     "DROP TABLE projection_checkpoints",
+    "DROP VIEW summaries",
+    "DROP TABLE summary_rows",
     "DROP VIEW turns",
     "DROP TABLE turn_rows",
     "DROP TABLE sessions",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from adapters.postgres.audit import PostgresAuditLog, rebuild_projections
@@ -10,6 +12,7 @@ from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import CharEstimateCounter
 from app.services import sessions as svc
 from app.services.audit import verify_log
+from domain.events import NewEvent, SessionCompacted, SummaryRecorded
 
 COUNTER = CharEstimateCounter()
 
@@ -34,12 +37,34 @@ async def seed(db: Database) -> None:
                     ],
                 )
         await svc.close_session(repo, ctx, "s1", "done")
+        # A rolling summary and a compaction, as the scheduled jobs write them.
+        await repo.events.append(
+            tenant,
+            "session:s0",
+            [
+                NewEvent.from_domain(
+                    SummaryRecorded(
+                        level=0,
+                        from_version=2,
+                        to_version=5,
+                        text=f"summary in {tenant}",
+                        tokens=4,
+                        summarizer="extractive",
+                    ),
+                    uuid.uuid4(),
+                ),
+                NewEvent.from_domain(
+                    SessionCompacted(up_to_version=5, summary_version=10), uuid.uuid4()
+                ),
+            ],
+        )
 
 
-async def dump(conn: asyncpg.Connection) -> tuple[list, list]:
+async def dump(conn: asyncpg.Connection) -> tuple[list, list, list]:
     sessions = await conn.fetch("SELECT * FROM sessions ORDER BY tenant_id, session_id")
     turns = await conn.fetch("SELECT * FROM turns ORDER BY tenant_id, session_id, seq")
-    return [dict(r) for r in sessions], [dict(r) for r in turns]
+    summaries = await conn.fetch("SELECT * FROM summaries ORDER BY tenant_id, session_id, level")
+    return [dict(r) for r in sessions], [dict(r) for r in turns], [dict(r) for r in summaries]
 
 
 async def test_replay_rebuilds_identical_projections(
@@ -48,18 +73,27 @@ async def test_replay_rebuilds_identical_projections(
     await seed(db)
     before = await dump(raw_conn)
     assert len(before[0]) == 6 and len(before[1]) == 6 * 8
+    assert [(r["text"], r["to_version"]) for r in before[2]] == [
+        ("summary in acme", 5),
+        ("summary in globex", 5),
+    ]
+    s0 = next(r for r in before[0] if r["tenant_id"] == "acme" and r["session_id"] == "s0")
+    assert (s0["summarized_to_version"], s0["compacted_to_version"]) == (5, 5)
+    assert s0["last_activity_at"] < s0["compacted_at"]  # summaries are not activity
     await raw_conn.execute("DELETE FROM turn_rows WHERE seq > 2")  # a damaged read model
+    await raw_conn.execute("DELETE FROM summary_rows")
     await raw_conn.execute("UPDATE sessions SET turn_count = 0")
 
     result = await rebuild_projections(db)
 
-    assert result == {"events": 6 * (1 + 8) + 2, "sessions": 6}
+    assert result == {"events": 6 * (1 + 8) + 2 + 4, "sessions": 6}
     assert await dump(raw_conn) == before
     checkpoints = await raw_conn.fetch("SELECT name, global_position FROM projection_checkpoints")
     last = await raw_conn.fetchval("SELECT max(global_position) FROM events")
     assert {r["name"]: r["global_position"] for r in checkpoints} == {
         "sessions": last,
         "turns": last,
+        "summaries": last,
     }
 
 
@@ -67,7 +101,7 @@ async def test_verify_accepts_an_untouched_log(db: Database) -> None:
     await seed(db)
     report = await verify_log(PostgresAuditLog(db))
     assert report.ok, report.first_break
-    assert report.streams == 6 and report.events == 6 * 9 + 2
+    assert report.streams == 6 and report.events == 6 * 9 + 2 + 4
 
 
 async def _tamper(conn: asyncpg.Connection, sql: str) -> None:
