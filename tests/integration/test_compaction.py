@@ -75,7 +75,8 @@ async def test_rolling_summaries_cover_everything_before_the_recent_turns(
     )
     assert row["summarized_to_version"] == 27
     texts = await raw_conn.fetch(
-        "SELECT level, to_version, text FROM summaries WHERE session_id = 'long' ORDER BY to_version"
+        "SELECT level, to_version, text FROM summaries WHERE session_id = 'long'"
+        " ORDER BY to_version"
     )
     assert [(r["level"], r["to_version"]) for r in texts] == [(0, 11), (1, 21), (2, 27)]
 
