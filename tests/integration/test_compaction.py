@@ -119,3 +119,30 @@ async def test_closed_sessions_are_left_alone(db: Database) -> None:
     await svc.close_session(repo, CTX, "closed")
     ports = CompactionPorts(db, repo.events, RecordingSummarizer(), CharEstimateCounter())
     assert await compact_session(ports, "acme", "closed", POLICY) is False
+
+
+async def test_with_the_offline_extractive_summarizer(
+    db: Database, raw_conn: asyncpg.Connection
+) -> None:
+    from adapters.summarizers import ExtractiveSummarizer
+    from adapters.tokenizers import TiktokenCounter
+
+    counter = TiktokenCounter()
+    repo = PostgresSessions(db)
+    await svc.create_session(repo, CTX, session_id="trip")
+    lines = [
+        ("user", "Caroline here. I adopted a dog named Biscuit on 7 May 2023."),
+        ("assistant", "Congratulations! How old is Biscuit?"),
+        ("user", "He is 3 years old and cost $250 at the Riverside shelter."),
+        ("assistant", "That sounds lovely."),
+    ] * 5
+    for role, text in lines:
+        await svc.append_turns(repo, counter, CTX, "trip", [svc.TurnSpec(role, text)])
+    ports = CompactionPorts(db, repo.events, ExtractiveSummarizer(counter.count), counter)
+    policy = CompactionPolicy(keep_recent_turns=4, summary_max_tokens=60)
+    event = await summarize_session(ports, "acme", "trip", policy)
+    assert event is not None and event.summarizer == "extractive-v1"
+    assert 0 < event.tokens <= 60
+    assert "Biscuit" in event.text and "2023" in event.text
+    stored = await raw_conn.fetchval("SELECT text FROM summaries WHERE session_id = 'trip'")
+    assert stored == event.text
