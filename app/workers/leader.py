@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import asyncpg
@@ -41,8 +42,10 @@ class LeaderLock:
             try:
                 if self._conn is None or self._conn.is_closed():
                     self._leader = False
+                    # The pid in the name tells operators (and tests) which replica leads.
+                    name = f"contextgate-leader-{os.getpid()}"
                     self._conn = await asyncpg.connect(
-                        self.url, server_settings={"application_name": "contextgate-leader"}
+                        self.url, server_settings={"application_name": name}
                     )
                 if self._leader:
                     await self._conn.fetchval("SELECT 1")  # still connected, still ours
