@@ -33,7 +33,7 @@ async def leader_pid(conn: asyncpg.Connection) -> int | None:
     return int(rows[0]["application_name"].rsplit("-", 1)[1]) if rows else None
 
 
-async def wait_for(predicate, seconds: float = 20.0):  # type: ignore[no-untyped-def]
+async def wait_for(predicate, seconds: float = 20.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = await predicate()
