@@ -1,0 +1,44 @@
+"""What the context use case needs from the outside: a reader of the session's rows and
+an embedder for the query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from domain.context.inputs import Candidate, Summary, Turn
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    user_id: str | None
+    version: int
+    turn_count: int
+
+
+class ContextReader(Protocol):
+    async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None: ...
+
+    async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
+        """The newest `limit` turns, newest first."""
+        ...
+
+    async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None: ...
+
+    async def candidates(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        query_embedding: Sequence[float] | None,
+        query_text: str,
+        before_version: int,
+        user_id: str | None,
+    ) -> list[Candidate]:
+        """Older turns (stream version < before_version) found by meaning and words."""
+        ...
+
+
+class QueryEmbedder(Protocol):
+    async def embed_query(self, text: str) -> Sequence[float]: ...
