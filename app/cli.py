@@ -1,4 +1,4 @@
-"""The `contextgate` command: serve, migrate, replay, verify, db, admin-key."""
+"""The `contextgate` command: serve, migrate, replay, verify, compact, mcp, db, admin-key."""
 
 from __future__ import annotations
 
@@ -79,6 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     os.environ[DATABASE_URL_ENV] = url
+    # Model loading draws progress bars on stderr; a server's log is no terminal.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     import uvicorn
 
@@ -179,6 +182,32 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """MCP over stdio, as an admin of one tenant: stdout carries only protocol messages."""
+    import contextlib
+    import logging
+
+    # Model loading would draw progress bars; logs go to stderr.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    settings = _settings(args)
+    logging.basicConfig(stream=sys.stderr, level=settings.log_level.upper())
+    with contextlib.redirect_stdout(sys.stderr):  # until the transport takes stdout over
+        from app.mcp_server import local_caller, serve_stdio
+        from domain.errors import ValidationError
+
+        try:
+            caller = local_caller(args.tenant or settings.default_tenant)
+        except ValidationError as exc:
+            print(f"contextgate: {exc} (--tenant)", file=sys.stderr)
+            return 2
+        url = _database_url(settings)
+        _migrate(url)
+
+    asyncio.run(serve_stdio(settings, url, caller))
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from adapters import embedded_pg
 
@@ -247,6 +276,10 @@ def parser() -> argparse.ArgumentParser:
     compact.add_argument("--session", help="one session (default: every session that is due)")
     compact.add_argument("--tenant", default="default", help="the session's tenant")
     compact.set_defaults(func=cmd_compact)
+
+    mcp = sub.add_parser("mcp", help="serve MCP over stdio (as an admin of one tenant)")
+    mcp.add_argument("--tenant", default=None, help="the tenant (default: the default tenant)")
+    mcp.set_defaults(func=cmd_mcp)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop", "status", "url"])

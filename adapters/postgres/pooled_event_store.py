@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adapters.postgres.append_batcher import AppendBatcher
 from adapters.postgres.database import Database
@@ -14,9 +14,11 @@ class PostgresEventStore:
     """The event store with pooled connections. Appends go through the group-commit
     batcher (adapters/postgres/append_batcher.py)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_append: Callable[[], None] | None = None) -> None:
         self.db = db
         self.batcher = AppendBatcher(db)
+        # Called after each append that wrote (e.g. Notifier.notify, to wake workers).
+        self.on_append = on_append
 
     async def append(
         self,
@@ -38,7 +40,10 @@ class PostgresEventStore:
             must_exist=must_exist,
             close=close,
         )
-        return await self.batcher.append(prepared)
+        result = await self.batcher.append(prepared)
+        if self.on_append is not None and not result.replayed:
+            self.on_append()
+        return result
 
     async def read_stream(
         self, tenant_id: str, stream_id: str, *, after_version: int = 0, limit: int = 1000

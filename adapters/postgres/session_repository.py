@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from adapters.postgres import sessions
 from adapters.postgres.database import Database
 from adapters.postgres.event_store import PgEventStore
@@ -12,9 +14,9 @@ from domain.session import stream_id_for
 
 
 class PostgresSessions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_append: Callable[[], None] | None = None) -> None:
         self.db = db
-        self._events = PostgresEventStore(db)
+        self._events = PostgresEventStore(db, on_append)
 
     @property
     def events(self) -> PostgresEventStore:

@@ -109,9 +109,14 @@ def state_text(state: Mapping[str, Any]) -> str:
 class BudgetShares:
     """How the budget left after the fixed parts (system, state, current) is split."""
 
-    recent: float = 0.5
-    summary: float = 0.15
-    retrieved: float = 0.35
+    # Retrieval first: when the budget is tight, the older turns that match the current
+    # one help more than a longer tail of recent ones (LoCoMo, 2,048 tokens: evidence
+    # recall 81% at 0.15/0.05/0.8 against 69% at 0.5/0.15/0.35, ops/bench/locomo.py).
+    # What retrieval leaves unused extends the recent window, so with a roomy budget
+    # the window still shows the recent turns.
+    recent: float = 0.15
+    summary: float = 0.05
+    retrieved: float = 0.8
 
     def __post_init__(self) -> None:
         for name in ("recent", "summary", "retrieved"):

@@ -26,17 +26,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 
-from adapters import embedded_pg  # noqa: E402
-from adapters.postgres import migrate  # noqa: E402
-from adapters.postgres.database import Database, redact_url  # noqa: E402
+from adapters.postgres.database import Database  # noqa: E402
 from adapters.postgres.session_repository import PostgresSessions  # noqa: E402
 from adapters.tokenizers import TiktokenCounter  # noqa: E402
 from app.services.sessions import (  # noqa: E402
@@ -46,8 +42,8 @@ from app.services.sessions import (  # noqa: E402
     create_session,
 )
 from domain.ids import uuid7  # noqa: E402
+from ops.bench.benchdb import fresh_database, percentile  # noqa: E402
 
-BENCH_DATA_DIR = ROOT / ".contextgate" / "bench"
 TENANT = "bench"
 DEFAULT_TURNS = 12000  # appends per case; see README for the time it takes
 DEFAULT_WARMUP = 3  # untimed appends per writer before each case
@@ -173,14 +169,6 @@ def build_turns(counter: TiktokenCounter) -> list[Turn]:
         }
         turns.append(Turn(user, assistant, json.dumps(user_data), json.dumps(assistant_data)))
     return turns
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 AppendFn = Callable[[int, int], Awaitable[None]]  # (writer index, iteration)
@@ -408,24 +396,6 @@ def render(
     return "\n".join(lines)
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def libpq_url(url: str) -> str:
-    """A URL asyncpg.connect accepts (no SQLAlchemy driver suffix)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
-
-
-async def admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(libpq_url(with_database(url, "postgres")))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
@@ -477,23 +447,11 @@ def run_loop(coro: Any, loop: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.database_url:
-        server_url: str = args.database_url
-    else:
-        print(f"starting the embedded PostgreSQL in {BENCH_DATA_DIR}", file=sys.stderr)
-        server_url = embedded_pg.start(BENCH_DATA_DIR, stop_at_exit=True)
-    name = f"bench_{secrets.token_hex(6)}"
-    asyncio.run(admin(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = with_database(server_url, name)
-        print(f"database {redact_url(url)}; migrating", file=sys.stderr, flush=True)
-        migrate.upgrade(url)  # runs its own event loop
+    with fresh_database(args.database_url) as url:
         started = time.perf_counter()
         # The server runs on uvloop (uvicorn[standard]); so do both modes here.
         results = run_loop(run_all(url, args.turns, args.warmup, args.case_timeout), args.loop)
         elapsed = time.perf_counter() - started
-    finally:
-        asyncio.run(admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     ratios, targets = summarize(results)
     print()
     print(render(results, ratios, targets))

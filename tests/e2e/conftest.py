@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, _admin, with_database
+from tests.conftest import ROOT, TEMPLATE, _admin, with_database
 
 ADMIN_KEY = "cg_test_admin_key_" + "x" * 24
 MAX_BODY = 65_536
@@ -89,7 +89,7 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="module")
 async def module_database_url(pg_admin_uri: str, template_uri: str) -> AsyncIterator[str]:
     name = f"cg_e2e_{uuid.uuid4().hex[:12]}"
-    await _admin(pg_admin_uri, f'CREATE DATABASE "{name}" TEMPLATE "cg_template"')
+    await _admin(pg_admin_uri, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
     yield with_database(pg_admin_uri, name)
     await _admin(pg_admin_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

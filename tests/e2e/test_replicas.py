@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import _admin, with_database
+from tests.conftest import TEMPLATE, _admin, with_database
 from tests.e2e.conftest import ADMIN_KEY, start_server, stop_server
 
 JOB_SETTINGS = {
@@ -47,7 +47,7 @@ async def test_one_replica_runs_the_jobs_and_another_takes_over(
     pg_admin_uri: str, template_uri: str, tmp_path: Path
 ) -> None:
     name = f"cg_e2e_{uuid.uuid4().hex[:12]}"
-    await _admin(pg_admin_uri, f'CREATE DATABASE "{name}" TEMPLATE "cg_template"')
+    await _admin(pg_admin_uri, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
     url = with_database(pg_admin_uri, name)
     a = start_server(url, tmp_path / "a.log", **JOB_SETTINGS)
     b = start_server(url, tmp_path / "b.log", **JOB_SETTINGS)

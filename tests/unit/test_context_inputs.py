@@ -18,7 +18,7 @@ from domain.errors import ValidationError
 
 def test_default_shares() -> None:
     shares = BudgetShares()
-    assert (shares.recent, shares.summary, shares.retrieved) == (0.5, 0.15, 0.35)
+    assert (shares.recent, shares.summary, shares.retrieved) == (0.15, 0.05, 0.8)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from domain.context import (
     Budget,
+    BudgetShares,
     ContextMessage,
     ContextWindow,
     ToolCallRef,
@@ -62,7 +63,12 @@ def full_window() -> ContextWindow:
         summary=summary_to(90),
         candidates=[candidate(turns[10], vector_rank=1)],
     )
-    return assemble(inputs, Budget(limit_tokens=1500, reserve_output_tokens=500), built_at=NOW)
+    return assemble(
+        inputs,
+        Budget(limit_tokens=1500, reserve_output_tokens=500),
+        BudgetShares(recent=0.5, summary=0.15, retrieved=0.35),
+        built_at=NOW,
+    )
 
 
 # --- OpenAI -----------------------------------------------------------------------------------

@@ -51,7 +51,14 @@ def build(
     budget = Budget(
         limit_tokens=available + 100, reserve_output_tokens=100, model_token_ratio=ratio
     )
-    return assemble(inputs, budget, shares or BudgetShares(), strategy, built_at=NOW)
+    # Worked examples below use these shares (they predate the retrieval-first default).
+    return assemble(
+        inputs,
+        budget,
+        shares or BudgetShares(recent=0.5, summary=0.15, retrieved=0.35),
+        strategy,
+        built_at=NOW,
+    )
 
 
 def seq_of(version: int | None) -> int:

@@ -11,6 +11,7 @@ import pytest
 from domain.context import (
     CONTEXT_PROTOCOL_VERSION,
     Budget,
+    BudgetShares,
     ContextMessage,
     ContextWindow,
     ToolCallRef,
@@ -36,7 +37,12 @@ def rich_window(built_at: datetime = NOW) -> ContextWindow:
         summary=summary_to(90),
         candidates=[candidate(turns[10], vector_rank=1, embedding=[1.0, 0.0])],
     )
-    return assemble(inputs, Budget(limit_tokens=1500, reserve_output_tokens=500), built_at=built_at)
+    return assemble(
+        inputs,
+        Budget(limit_tokens=1500, reserve_output_tokens=500),
+        BudgetShares(recent=0.5, summary=0.15, retrieved=0.35),
+        built_at=built_at,
+    )
 
 
 def test_the_document_has_the_protocol_fields() -> None:

@@ -1,0 +1,144 @@
+"""Loads what the context engine needs for one session, in a bounded number of rows read
+through indexes: the newest turns, the newest summary, and the turns around candidates.
+Nothing here reads the whole history (except for the `full` strategy, capped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from adapters.postgres import search
+from adapters.postgres.database import Connection, Database
+from domain.context.inputs import Candidate, Summary, Turn
+from domain.context.ports import SessionFacts
+
+TURN_COLUMNS = "seq, stream_version, global_position, role, content, tokens, created_at, name"
+SESSION = """SELECT user_id, version, turn_count, status FROM sessions
+    WHERE tenant_id = $1 AND session_id = $2"""
+NEWEST_TURNS = f"""SELECT {TURN_COLUMNS} FROM turns
+    WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"""
+TURNS_BY_SEQ = f"""SELECT {TURN_COLUMNS} FROM turns
+    WHERE tenant_id = $1 AND session_id = $2 AND seq = ANY($3::int[])"""
+NEWEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens, global_position
+    FROM summaries WHERE tenant_id = $1 AND session_id = $2
+    ORDER BY to_version DESC, level DESC LIMIT 1"""
+
+
+def turn_from_row(row: Any) -> Turn:
+    return Turn(
+        seq=row["seq"],
+        stream_version=row["stream_version"],
+        global_position=row["global_position"],
+        role=row["role"],
+        content=row["content"],
+        tokens=row["tokens"],
+        created_at=row["created_at"],
+        name=row["name"],
+    )
+
+
+async def session_row(conn: Connection, tenant_id: str, session_id: str) -> Any:
+    return await conn.fetchrow(SESSION, tenant_id, session_id)
+
+
+async def newest_turns(conn: Connection, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
+    """The newest `limit` turns, newest first."""
+    rows = await conn.fetch(NEWEST_TURNS, tenant_id, session_id, limit)
+    return [turn_from_row(r) for r in rows]
+
+
+async def turns_by_seq(
+    conn: Connection, tenant_id: str, session_id: str, seqs: Iterable[int]
+) -> dict[int, Turn]:
+    wanted = sorted(set(seqs))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(TURNS_BY_SEQ, tenant_id, session_id, wanted)
+    return {r["seq"]: turn_from_row(r) for r in rows}
+
+
+async def newest_summary(conn: Connection, tenant_id: str, session_id: str) -> Summary | None:
+    row = await conn.fetchrow(NEWEST_SUMMARY, tenant_id, session_id)
+    if row is None:
+        return None
+    return Summary(
+        text=row["text"],
+        tokens=row["tokens"],
+        level=row["level"],
+        from_version=row["from_version"],
+        to_version=row["to_version"],
+        global_position=row["global_position"],
+    )
+
+
+class PostgresContextReader:
+    """app.services.context.ContextReader on PostgreSQL."""
+
+    def __init__(self, db: Database, *, k_vector: int = 30, k_text: int = 30) -> None:
+        self.db = db
+        self.k_vector = k_vector
+        self.k_text = k_text
+
+    async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None:
+        async with self.db.connection() as conn:
+            row = await session_row(conn, tenant_id, session_id)
+        if row is None:
+            return None
+        return SessionFacts(row["user_id"], row["version"], row["turn_count"])
+
+    async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
+        async with self.db.connection() as conn:
+            return await newest_turns(conn, tenant_id, session_id, limit)
+
+    async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None:
+        async with self.db.connection() as conn:
+            return await newest_summary(conn, tenant_id, session_id)
+
+    async def candidates(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        query_embedding: Sequence[float] | None,
+        query_text: str,
+        before_version: int,
+        user_id: str | None,
+    ) -> list[Candidate]:
+        if query_embedding is None:
+            return []
+        async with self.db.connection() as conn:
+            found = await search.session_candidates(
+                conn, tenant_id, session_id, query_embedding, query_text, before_version,
+                self.k_vector, self.k_text,
+            )  # fmt: skip
+            # The other half of each question/answer pair, by the neighbouring seq.
+            partners = await turns_by_seq(
+                conn,
+                tenant_id,
+                session_id,
+                (c.seq + (1 if c.role == "user" else -1) for c in found),
+            )
+        out = []
+        for c in found:
+            turn = Turn(
+                seq=c.seq,
+                stream_version=c.stream_version,
+                global_position=c.global_position,
+                role=c.role,
+                content=c.content,
+                tokens=c.tokens,
+                created_at=c.created_at,
+            )
+            partner = partners.get(c.seq + (1 if c.role == "user" else -1))
+            if partner is not None and partner.stream_version >= before_version:
+                partner = None  # the recent window's business, not retrieval's
+            out.append(
+                Candidate(
+                    turn=turn,
+                    vector_rank=c.vector_rank,
+                    text_rank=c.text_rank,
+                    embedding=tuple(c.embedding),
+                    partner=partner,
+                )
+            )
+        return out

@@ -1,0 +1,145 @@
+"""The context use case: build the window for one session and one target model.
+
+It loads a bounded set of rows (the newest turns, the newest summary, search candidates
+for the current turn), embeds one query vector, and hands them to the pure strategies in
+domain/context. Its cost does not grow with the length of the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.model_catalog import lookup as lookup_model
+from domain.context.inputs import Budget, BudgetShares, Candidate, ContextInputs, Turn
+from domain.context.ports import ContextReader, QueryEmbedder
+from domain.context.strategies import DEFAULT_SHARES, DEFAULT_STRATEGY, STRATEGIES, assemble
+from domain.context.window import ContextWindow, assembled_event
+from domain.errors import NotFound, ValidationError
+from domain.events import NewEvent
+from domain.ids import uuid7
+from domain.ports import EventStore, TokenCounter
+from domain.session import stream_id_for
+
+RECENT_TURNS = 200  # newest turns loaded for the recent window: enough for any budget share
+FULL_TURNS_CAP = 5_000  # the `full` strategy reads the whole history, up to this many turns
+
+
+@dataclass(frozen=True)
+class ContextPorts:
+    reader: ContextReader
+    counter: TokenCounter
+    events: EventStore
+    embedder: QueryEmbedder | None = None
+
+
+@dataclass(frozen=True)
+class ContextRequest:
+    tenant_id: str
+    session_id: str
+    model: str
+    strategy: str = DEFAULT_STRATEGY
+    budget: int | None = None  # tokens for the window; default: the model's limit - output
+    query: str | None = None  # the current turn; default: the session's newest turn
+    shares: BudgetShares = DEFAULT_SHARES
+    across_sessions: bool = False  # also retrieve from the same user's other sessions
+    system_prompt: str | None = None
+
+
+def budget_for(request: ContextRequest, counter: TokenCounter) -> Budget:
+    info = lookup_model(request.model)
+    ratio = counter.ratio(request.model)
+    if request.budget is None:
+        return Budget(info.context_limit, info.max_output, ratio)
+    if not 1 <= request.budget <= info.context_limit:
+        raise ValidationError(
+            f"budget must be between 1 and {request.model}'s context limit "
+            f"({info.context_limit} tokens), not {request.budget}",
+            "budget",
+        )
+    return Budget(request.budget, 0, ratio)
+
+
+async def build_context(ports: ContextPorts, request: ContextRequest) -> ContextWindow:
+    if request.strategy not in STRATEGIES:
+        raise ValidationError(
+            f"unknown context strategy {request.strategy!r}; use one of {', '.join(STRATEGIES)}",
+            "strategy",
+        )
+    budget = budget_for(request, ports.counter)
+    reader = ports.reader
+    facts = await reader.session(request.tenant_id, request.session_id)
+    if facts is None:
+        raise NotFound(f"session {request.session_id!r} does not exist")
+    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+    newest = await reader.newest_turns(request.tenant_id, request.session_id, limit)
+    current, recent = _current_turn(request, newest, ports.counter)
+    summary = None
+    if request.strategy in ("summary", "hybrid"):
+        summary = await reader.newest_summary(request.tenant_id, request.session_id)
+    candidates: list[Candidate] = []
+    query_embedding: tuple[float, ...] | None = None
+    if request.strategy in ("retrieval", "hybrid") and current.content:
+        if ports.embedder is not None:
+            query_embedding = tuple(await ports.embedder.embed_query(current.content))
+        candidates = await reader.candidates(
+            request.tenant_id,
+            request.session_id,
+            query_embedding=query_embedding,
+            query_text=current.content,
+            # Every older turn may be retrieved: the strategy skips those the recent
+            # window shows, and the window's length depends on the budget.
+            before_version=current.stream_version,
+            user_id=facts.user_id if request.across_sessions else None,
+        )
+    system_tokens = ports.counter.count(request.system_prompt) if request.system_prompt else 0
+    inputs = ContextInputs(
+        session_id=request.session_id,
+        model=request.model,
+        current=current,
+        recent=tuple(recent),
+        system_prompt=request.system_prompt,
+        system_tokens=system_tokens,
+        summary=summary,
+        candidates=tuple(candidates),
+        query_embedding=query_embedding,
+    )
+    return assemble(inputs, budget, request.shares, request.strategy, built_at=datetime.now(UTC))
+
+
+def _current_turn(
+    request: ContextRequest, newest: list[Turn], counter: TokenCounter
+) -> tuple[Turn, list[Turn]]:
+    """The current turn (the query, or the newest turn) and the turns before it."""
+    if request.query is not None:
+        after = newest[0] if newest else None
+        current = Turn(
+            seq=(after.seq + 1) if after else 1,
+            stream_version=(after.stream_version + 1) if after else 1,
+            global_position=0,  # not in the log (yet)
+            role="user",
+            content=request.query,
+            tokens=counter.count(request.query, request.model),
+            created_at=datetime.now(UTC),
+        )
+        return current, newest
+    if not newest:
+        raise ValidationError(
+            "the session has no turns yet; append one or pass `query` as the current turn",
+            "query",
+        )
+    return newest[0], newest[1:]
+
+
+async def record_window(
+    ports: ContextPorts, tenant_id: str, window: ContextWindow, metadata: dict[str, Any]
+) -> None:
+    """Record what a model call was shown (ContextAssembled) in the session's stream."""
+    event = assembled_event(window)
+    await ports.events.append(
+        tenant_id,
+        stream_id_for(window.session_id),
+        [NewEvent.from_domain(event, uuid7(), metadata)],
+        must_exist=True,
+    )

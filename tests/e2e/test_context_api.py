@@ -1,0 +1,78 @@
+"""GET /v1/sessions/{id}/context on the real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+
+async def session_with_turns(client: httpx.AsyncClient, n: int) -> str:
+    sid = f"ctx-{uuid.uuid4().hex[:8]}"
+    assert (await client.post("/v1/sessions", json={"id": sid})).status_code == 201
+    turns = []
+    for i in range(n):
+        turns.append({"role": "user", "content": f"Question {i}: what about topic {i}?"})
+        turns.append({"role": "assistant", "content": f"Answer {i}: topic {i} is fine."})
+    r = await client.post(f"/v1/sessions/{sid}/turns", json={"turns": turns})
+    assert r.status_code == 201, r.text
+    return sid
+
+
+async def test_the_document_holds_the_current_turn_within_budget(
+    client: httpx.AsyncClient,
+) -> None:
+    sid = await session_with_turns(client, 20)
+    for strategy in ("full", "sliding_window", "summary", "retrieval", "hybrid"):
+        r = await client.get(
+            f"/v1/sessions/{sid}/context",
+            params={"model": "gpt-4o-mini", "strategy": strategy, "budget": 150},
+        )
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["version"] == "1" and doc["strategy"] == strategy
+        assert doc["used_tokens"] <= doc["budget_tokens"] == 150
+        kinds = [s["kind"] for s in doc["sections"]]
+        assert kinds[-1] == "current"
+        current = doc["sections"][-1]["messages"]
+        assert current[-1]["content"] == "Answer 19: topic 19 is fine."
+        versions = [m["stream_version"] for s in doc["sections"] for m in s["messages"]]
+        assert versions == sorted(versions)  # time order
+        assert len(doc["prompt_hash"]) == 64
+
+
+async def test_a_query_is_the_current_turn(client: httpx.AsyncClient) -> None:
+    sid = await session_with_turns(client, 3)
+    r = await client.get(
+        f"/v1/sessions/{sid}/context", params={"model": "claude-3-5-haiku", "query": "And now?"}
+    )
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["sections"][-1]["messages"][-1]["content"] == "And now?"
+    recent = next(s for s in doc["sections"] if s["kind"] == "recent")
+    assert len(recent["messages"]) == 6  # the whole short session fits
+    # Reading a window records nothing.
+    events = (await client.get(f"/v1/sessions/{sid}/events")).json()["data"]
+    assert [e["type"] for e in events].count("ContextAssembled") == 0
+
+
+async def test_context_errors(client: httpx.AsyncClient) -> None:
+    sid = await session_with_turns(client, 2)
+    url = f"/v1/sessions/{sid}/context"
+    unknown_model = await client.get(url, params={"model": "gpt-99"})
+    assert unknown_model.status_code == 422 and unknown_model.json()["field"] == "model"
+    unknown_strategy = await client.get(url, params={"model": "gpt-4o", "strategy": "magic"})
+    assert unknown_strategy.status_code == 422 and "hybrid" in unknown_strategy.json()["detail"]
+    too_small = await client.get(url, params={"model": "gpt-4o", "budget": 3})
+    assert too_small.status_code == 422 and too_small.json()["field"] == "budget"
+    assert "needs at least" in too_small.json()["detail"]
+    too_big = await client.get(url, params={"model": "gpt-4", "budget": 10_000_000})
+    assert too_big.status_code == 422
+    no_model = await client.get(url)
+    assert no_model.status_code in (400, 422)
+    missing = await client.get("/v1/sessions/nope-nope/context", params={"model": "gpt-4o"})
+    assert missing.status_code == 404
+    empty = f"ctx-{uuid.uuid4().hex[:8]}"
+    await client.post("/v1/sessions", json={"id": empty})
+    no_turns = await client.get(f"/v1/sessions/{empty}/context", params={"model": "gpt-4o"})
+    assert no_turns.status_code == 422 and "query" in no_turns.json()["detail"]

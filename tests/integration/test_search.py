@@ -1,0 +1,413 @@
+"""Hybrid retrieval against the real PostgreSQL and the real model: by meaning, by
+keyword, within tenant, session, before_version and user scope; history search with
+filters. A benchmark (opt-in: CONTEXTGATE_SEARCH_BENCH=1, run with -s) loads sessions of
+100, 1,000 and 10,000 turns and prints p50/p95 of session_candidates."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder
+from adapters.postgres import search
+from adapters.postgres.database import Database
+from adapters.postgres.search import HistoryFilter, search_history, session_candidates
+from adapters.postgres.session_repository import PostgresSessions
+from app.workers.embeddings import EmbeddingsWorker
+from tests.integration.test_embeddings import drain, open_session, say
+
+TRIP = [
+    ("user", "I want to book a hotel in Lisbon for three nights starting May 4."),
+    ("assistant", "Booked: Hotel Avenida, three nights, breakfast included."),
+    ("user", "My cat Zephyrine needs someone to feed her while I am away."),
+    ("assistant", "I can suggest a pet sitter service near your home."),
+    ("user", "Please remind me to renew my passport before the trip."),
+    ("assistant", "Reminder set for April 20."),
+    ("user", "The total budget for the whole trip is 2000 euros."),
+    ("assistant", "Noted: 2000 euros."),
+    ("user", "Can you recommend a good seafood restaurant near the river?"),
+    ("assistant", "Try the market hall at Cais do Sodre."),
+    # The recent window, from stream version 12 on (seq 11).
+    ("user", "What time is my flight on Monday?"),
+    ("assistant", "Your flight leaves at 9:40 from terminal 1."),
+]
+WORK = [
+    ("user", "The quarterly sales report is due on Friday."),
+    ("assistant", "I'll draft the sales report outline."),
+    ("user", "My hotel booking for the Berlin conference is confirmed."),
+]
+BOB = [("user", "I need a hotel room in Porto for the weekend.")]
+RECENT = 12  # before_version: turns seq 11-12 (stream versions 12-13) are recent
+
+
+@dataclass
+class Corpus:
+    db: Database
+    embedder: AsyncEmbedder
+    acme_positions: set[int]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Iterator[AsyncEmbedder]:
+    model = AsyncEmbedder(SentenceTransformerEmbedder())
+    yield model
+    model.close()
+
+
+@pytest.fixture
+async def corpus(db: Database, embedder: AsyncEmbedder) -> AsyncIterator[Corpus]:
+    repo = PostgresSessions(db)
+    positions: set[int] = set()
+    for session_id, user, turns in (
+        ("trip", "ada", TRIP),
+        ("work", "ada", WORK),
+        ("bob", "bob", BOB),
+    ):
+        await open_session(repo, session_id, user_id=user)
+        positions.update(await say(repo, session_id, *turns))
+    # Another tenant, the same session id and user id, the same words.
+    await open_session(repo, "trip", user_id="ada", tenant="globex")
+    await say(repo, "trip", *TRIP[:4], tenant="globex")
+    worker = EmbeddingsWorker(db, embedder)
+    await drain(worker)
+    await worker.stop()
+    yield Corpus(db, embedder, positions)
+
+
+async def candidates(
+    c: Corpus, question: str, *, before: int = RECENT, user_scope: str | None = None, **kw: int
+) -> list[search.Candidate]:
+    vector = await c.embedder.embed_query(question)
+    async with c.db.connection() as conn:
+        return await session_candidates(
+            conn, "acme", "trip", vector, question, before, user_scope=user_scope, **kw
+        )
+
+
+def by_seq(found: list[search.Candidate], session_id: str = "trip") -> dict[int, search.Candidate]:
+    return {c.seq: c for c in found if c.session_id == session_id}
+
+
+async def test_finds_a_turn_by_meaning_without_shared_words(corpus: Corpus) -> None:
+    found = await candidates(corpus, "Where will I be sleeping during my Portugal vacation?")
+    hotel = by_seq(found)[1]
+    assert hotel.vector_rank is not None and hotel.vector_rank <= 3
+    assert hotel.text_rank is None  # no term in common: found by meaning alone
+    assert hotel.content == TRIP[0][1]
+    assert hotel.role == "user" and hotel.stream_version == 2
+    assert hotel.tokens == (len(TRIP[0][1]) + 3) // 4  # from turn_rows
+    assert len(hotel.embedding) == 384 and 0.0 <= hotel.distance < 1.0
+    # Ranked by fusion, each turn once.
+    assert len({(c.session_id, c.seq) for c in found}) == len(found)
+    assert found[0].vector_rank == 1 or found[0].text_rank == 1
+
+
+async def test_a_rare_keyword_outranks_common_words(corpus: Corpus) -> None:
+    found = await candidates(corpus, "what did I say about Zephyrine and the trip")
+    text_first = min((c for c in found if c.text_rank), key=lambda c: c.text_rank or 0)
+    assert (text_first.seq, text_first.text_rank) == (3, 1)
+    # The common word still brings its turns, behind the rare one.
+    assert {c.seq for c in found if c.text_rank} >= {3, 5, 7}
+
+
+async def test_only_turns_older_than_the_recent_window(corpus: Corpus) -> None:
+    question = "When does my plane depart?"
+    found = await candidates(corpus, question)
+    assert found and all(c.stream_version < RECENT for c in found)
+    assert all(c.seq <= 10 for c in found)
+    widened = by_seq(await candidates(corpus, question, before=100))
+    flight = widened[11]
+    assert flight.vector_rank == 1
+
+
+async def test_scoped_to_the_tenant_and_the_session(corpus: Corpus) -> None:
+    found = await candidates(corpus, "hotel booking", k_vector=50, k_text=50)
+    assert {c.session_id for c in found} == {"trip"}
+    # globex holds a session "trip" with the same words; none of its turns comes back.
+    assert {c.global_position for c in found} <= corpus.acme_positions
+    assert {c.seq for c in found} == set(range(1, 11))
+
+
+async def test_user_scope_reaches_the_same_users_other_sessions_only(corpus: Corpus) -> None:
+    found = await candidates(corpus, "hotel booking", user_scope="ada", k_vector=50, k_text=50)
+    sessions = {c.session_id for c in found}
+    assert sessions == {"trip", "work"}  # never bob's, never globex's
+    assert {c.global_position for c in found} <= corpus.acme_positions
+    assert all(c.stream_version < RECENT for c in found if c.session_id == "trip")
+    berlin = by_seq(found, "work")[3]
+    assert berlin.text_rank is not None and berlin.vector_rank is not None
+    assert {c.seq for c in found if c.session_id == "work"} == {1, 2, 3}
+
+
+async def test_the_hnsw_plan_agrees_with_the_exact_plan(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "Who is looking after my pet?"
+    exact = await candidates(corpus, question)
+    monkeypatch.setattr(search, "EXACT_LIMIT", 0)
+    approximate = await candidates(corpus, question)
+    assert [(c.seq, c.vector_rank, c.text_rank) for c in approximate] == [
+        (c.seq, c.vector_rank, c.text_rank) for c in exact
+    ]
+    # The cat's turn and the pet sitter's lead.
+    assert {c.seq for c in approximate if c.vector_rank in (1, 2)} == {3, 4}
+    user = await candidates(corpus, question, user_scope="ada")
+    assert {c.session_id for c in user} <= {"trip", "work"}
+
+    # Inside the caller's transaction the settings do not outlive the call.
+    vector = await corpus.embedder.embed_query(question)
+    async with corpus.db.connection() as conn, conn.transaction():
+        await session_candidates(conn, "acme", "trip", vector, question, RECENT)
+        assert await conn.fetchval("SHOW enable_sort") == "on"
+        assert await conn.fetchval("SHOW hnsw.iterative_scan") == "off"
+
+
+async def test_history_search_fuses_meaning_and_words_within_the_tenant(
+    corpus: Corpus, raw_conn: asyncpg.Connection
+) -> None:
+    question = "hotel booking"  # web-search syntax: both words (stems) must match
+    vector = await corpus.embedder.embed_query(question)
+    async with corpus.db.connection() as conn:
+        hits = await search_history(conn, "acme", vector, question, limit=5)
+    assert len(hits) == 5
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.global_position for h in hits} <= corpus.acme_positions
+    hotel_turns = {("trip", 1), ("trip", 2), ("work", 3), ("bob", 1)}
+    assert hotel_turns <= {(h.session_id, h.seq) for h in hits}
+    both = [h for h in hits if h.vector_rank and h.text_rank]
+    assert {(h.session_id, h.seq) for h in both} == {("trip", 1), ("trip", 2), ("work", 3)}
+    assert hits[0] in both  # found both ways ranks first
+    # Stable identifiers link each hit back to its event.
+    for h in hits:
+        event = await raw_conn.fetchrow(
+            "SELECT event_id, data->>'content' AS content FROM events "
+            "WHERE tenant_id = 'acme' AND global_position = $1",
+            h.global_position,
+        )
+        assert (event["event_id"], event["content"]) == (h.event_id, h.content)
+
+
+async def test_history_search_filters(corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
+    question = "hotel"
+    vector = await corpus.embedder.embed_query(question)
+
+    async def run(filters: HistoryFilter, text: str | None = question) -> list[search.HistoryHit]:
+        async with corpus.db.connection() as conn:
+            return await search_history(conn, "acme", vector, text, filters, limit=50)
+
+    assert {h.session_id for h in await run(HistoryFilter(user_id="bob"))} == {"bob"}
+    assert {h.session_id for h in await run(HistoryFilter(session_id="work"))} == {"work"}
+    assert {h.user_id for h in await run(HistoryFilter(user_id="ada"))} == {"ada"}
+    assistant = await run(HistoryFilter(role="assistant"))
+    assert assistant and {h.role for h in assistant} == {"assistant"}
+
+    everything = await run(HistoryFilter())
+    times = sorted({h.created_at for h in everything})
+    cut = times[len(times) // 2]
+    after = await run(HistoryFilter(created_after=cut))
+    before = await run(HistoryFilter(created_before=cut))
+    assert after and all(h.created_at >= cut for h in after)
+    assert before and all(h.created_at < cut for h in before)
+    assert len(after) + len(before) == len(everything)
+
+    # The approximate plan, with the same filters.
+    monkeypatch.setattr(search, "EXACT_LIMIT", 0)
+    assert {h.session_id for h in await run(HistoryFilter(user_id="bob"))} == {"bob"}
+    assert len(await run(HistoryFilter())) == len(everything)
+
+
+async def test_history_search_by_words_alone_or_meaning_alone(corpus: Corpus) -> None:
+    async with corpus.db.connection() as conn:
+        # Web-search syntax: a phrase, and a word left out.
+        words = await search_history(conn, "acme", None, '"sales report" -draft')
+        assert [(h.session_id, h.seq) for h in words] == [("work", 1)]
+        assert words[0].vector_rank is None and words[0].text_rank == 1
+
+        vector = await corpus.embedder.embed_query("seafood dinner by the water")
+        meaning = await search_history(conn, "acme", vector, None, limit=3)
+        assert (meaning[0].session_id, meaning[0].seq) == ("trip", 9)
+        assert all(h.text_rank is None for h in meaning)
+
+        assert await search_history(conn, "acme", None, "  ") == []
+
+
+async def test_odd_terms_neither_fail_nor_miss(corpus: Corpus) -> None:
+    repo = PostgresSessions(corpus.db)
+    await open_session(repo, "odd")
+    text = "Our state-of-the-art parser reads O'Reilly's C:\\Temp\\a.txt and example.com/a?b=c"
+    await say(repo, "odd", ("user", text), ("user", "filler"))
+    worker = EmbeddingsWorker(corpus.db, corpus.embedder)
+    await drain(worker)
+    await worker.stop()
+    vector = await corpus.embedder.embed_query("anything")
+    for query in ("state-of-the-art", "O'Reilly", "example.com/a?b=c", "C:\\Temp", "' & | ! <->"):
+        async with corpus.db.connection() as conn:
+            found = await session_candidates(conn, "acme", "odd", vector, query, 100)
+        text_hits = [c.seq for c in found if c.text_rank]
+        assert text_hits == ([] if query.startswith("'") else [1]), query
+
+
+# --- benchmark (opt-in) -----------------------------------------------------------------
+
+BENCH = os.environ.get("CONTEXTGATE_SEARCH_BENCH") == "1"
+DIMS = 384
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@pytest.mark.skipif(not BENCH, reason="set CONTEXTGATE_SEARCH_BENCH=1 to run the benchmark")
+async def test_benchmark_session_candidates(
+    db: Database, raw_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions of 100, 1,000 and 10,000 turns among `noise` other turns (200 sessions
+    of other users and tenants), bulk-loaded with COPY. Vectors are clustered random
+    unit vectors (300 topics), texts Zipf-distributed words: timing, not quality."""
+    import numpy as np
+
+    noise = int(os.environ.get("CONTEXTGATE_SEARCH_BENCH_NOISE", "100000"))
+    queries = int(os.environ.get("CONTEXTGATE_SEARCH_BENCH_QUERIES", "100"))
+    rng = np.random.default_rng(7)
+    vocab = [f"w{i}" for i in range(5000)]
+    zipf = 1 / np.arange(1, 5001)
+    zipf /= zipf.sum()
+    topics = rng.normal(size=(300, DIMS)).astype(np.float32)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+
+    def vectors(n: int) -> np.ndarray:
+        v = topics[rng.integers(0, len(topics), n)] + rng.normal(scale=0.06, size=(n, DIMS))
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    sessions = [("t1", "s100", "u1", 100), ("t1", "s1k", "u1", 1000), ("t1", "s10k", "u1", 10000)]
+    sessions += [(f"t{1 + i % 10}", f"noise{i}", f"n{i % 50}", noise // 200) for i in range(200)]
+    await raw_conn.execute(
+        "CREATE TEMP TABLE stage (tenant_id text, session_id text, seq int, content text, "
+        "embedding real[])"
+    )
+    for idx in ("turn_embeddings_hnsw", "turn_embeddings_text", "turn_embeddings_by_user"):
+        await raw_conn.execute(f"DROP INDEX {idx}")
+    started = time.perf_counter()
+    zero, base = bytes(32), datetime(2026, 1, 1, tzinfo=UTC)
+    for tenant, sid, user, n in sessions:
+        words = rng.choice(5000, size=(n, 24), p=zipf)
+        lengths = rng.integers(8, 24, n)
+        texts = [" ".join(vocab[w] for w in row[:k]) for row, k in zip(words, lengths, strict=True)]
+        opened = f'{{"session_id": "{sid}", "user_id": "{user}"}}'
+        events = [(uuid.uuid4(), tenant, f"session:{sid}", 1, "SessionOpened", 1, opened, "{}",
+                   base, zero, zero)]  # fmt: skip
+        events += [
+            (uuid.uuid4(), tenant, f"session:{sid}", seq + 1,
+             "UserMessage" if seq % 2 else "AssistantMessage", 1,
+             f'{{"content": "{texts[seq - 1]}", "tokens": 20}}', "{}",
+             base + timedelta(seconds=seq), zero, zero)
+            for seq in range(1, n + 1)
+        ]  # fmt: skip
+        # One COPY per session: the projection trigger fills sessions and turn_rows.
+        await raw_conn.copy_records_to_table(
+            "events",
+            records=events,
+            columns=["event_id", "tenant_id", "stream_id", "stream_version", "type",
+                     "schema_version", "data", "metadata", "recorded_at", "prev_hash", "hash"],
+        )  # fmt: skip
+        vs = vectors(n)
+        await raw_conn.copy_records_to_table(
+            "stage",
+            records=[(tenant, sid, i + 1, texts[i], vs[i].tolist()) for i in range(n)],
+        )
+    await raw_conn.execute(
+        """INSERT INTO turn_embeddings
+           SELECT s.tenant_id, s.session_id, s.seq, t.stream_version, t.global_position,
+                  t.created_at, se.user_id, t.role, s.embedding::vector,
+                  to_tsvector('english', s.content)
+           FROM stage s JOIN turn_rows t USING (tenant_id, session_id, seq)
+           JOIN sessions se USING (tenant_id, session_id)"""
+    )
+    loaded = time.perf_counter()
+    await raw_conn.execute("SET maintenance_work_mem = '1GB'")
+    await raw_conn.execute(
+        "CREATE INDEX turn_embeddings_hnsw ON turn_embeddings "
+        "USING hnsw (embedding vector_cosine_ops)"
+    )
+    hnsw_built = time.perf_counter()
+    await raw_conn.execute(
+        "CREATE INDEX turn_embeddings_text ON turn_embeddings "
+        "USING gin (tenant_id, session_id, user_id, tsv)"
+    )
+    await raw_conn.execute(
+        "CREATE INDEX turn_embeddings_by_user ON turn_embeddings "
+        "(tenant_id, user_id, session_id, seq) WHERE user_id IS NOT NULL"
+    )
+    for table in ("turn_embeddings", "turn_rows", "events", "sessions"):
+        await raw_conn.execute(f"VACUUM ANALYZE {table}")
+    total = await raw_conn.fetchval("SELECT count(*) FROM turn_embeddings")
+    print(
+        f"\nloaded {total} turns in {loaded - started:.1f} s; HNSW built in "
+        f"{hnsw_built - loaded:.1f} s; shared_buffers "
+        f"{await raw_conn.fetchval('SHOW shared_buffers')}; table "
+        f"{await raw_conn.fetchval(SIZE)}"
+    )
+
+    common = [r[0] for r in await raw_conn.fetch(COMMON_WORDS)]
+    default_limit = search.EXACT_LIMIT
+    print(f"{'scope':<14}{'plan':<7}{'p50 ms':>8}{'p95 ms':>8}{'recall@20':>11}")
+    for sid, n in (("s100", 100), ("s1k", 1000), ("s10k", 10000)):
+        picks = await raw_conn.fetch(
+            "SELECT embedding::real[] AS e FROM turn_embeddings WHERE tenant_id = 't1' "
+            "AND session_id = $1 ORDER BY random() LIMIT $2",
+            sid,
+            queries,
+        )
+        qs = []
+        for row in picks:  # near a turn of the session; three common words and a rarer one
+            v = np.asarray(row["e"], dtype=np.float32) + rng.normal(scale=0.05, size=DIMS)
+            text = " ".join([*rng.choice(common[:300], 3), str(rng.choice(common[1000:]))])
+            qs.append(((v / np.linalg.norm(v)).tolist(), text))
+        before = n + 1 - 20  # the newest 20 turns are the recent window
+        truth = []
+        for vector, _ in qs:
+            rows = await raw_conn.fetch(EXACT, sid, search.vector_literal(vector), before)
+            truth.append({r["seq"] for r in rows})
+        scopes: list[tuple[str, str | None]] = [(sid, None), (f"{sid}+user", "u1")]
+        for scope_name, scope_user in scopes:
+            plans: list[tuple[str, int]] = [("auto", default_limit)]
+            if scope_user is None:
+                plans += [("exact", 10**9), ("hnsw", 0)]
+            for plan, limit in plans:
+                monkeypatch.setattr(search, "EXACT_LIMIT", limit)
+                timings, recall = [], []
+                async with db.connection() as conn:
+                    for vector, text in qs[:5]:  # warm the statement cache
+                        await session_candidates(
+                            conn, "t1", sid, vector, text, before, user_scope=scope_user
+                        )
+                    for (vector, text), expected in zip(qs, truth, strict=True):
+                        t0 = time.perf_counter()
+                        found = await session_candidates(
+                            conn, "t1", sid, vector, text, before, user_scope=scope_user
+                        )
+                        timings.append((time.perf_counter() - t0) * 1000)
+                        got = {c.seq for c in found if c.vector_rank and c.session_id == sid}
+                        recall.append(len(got & expected) / len(expected))
+                rec = f"{statistics.mean(recall):.3f}" if scope_user is None else "-"
+                print(
+                    f"{scope_name:<14}{plan:<7}{statistics.median(timings):>8.2f}"
+                    f"{_percentile(timings, 95):>8.2f}{rec:>11}"
+                )
+
+
+SIZE = "SELECT pg_size_pretty(pg_total_relation_size('turn_embeddings'))"
+COMMON_WORDS = """SELECT word FROM ts_stat('SELECT tsv FROM turn_embeddings
+    WHERE tenant_id = ''t1'' AND session_id = ''s1k''') ORDER BY ndoc DESC LIMIT 3000"""
+EXACT = """SELECT seq FROM turn_embeddings
+    WHERE tenant_id = 't1' AND session_id = $1 AND stream_version < $3
+    ORDER BY (embedding <=> $2::vector) + 0 LIMIT 20"""
