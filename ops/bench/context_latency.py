@@ -128,10 +128,11 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         rng = random.Random(args.seed + 1)
         results = []
         for size in args.sizes:
-            request_base = {"tenant_id": TENANT, "session_id": f"s{size}", "model": MODEL}
+            sid = f"s{size}"
             for _ in range(10):  # warm-up: plans, caches
                 await build_context(
-                    ports, ContextRequest(**request_base, budget=args.budget, query=sentence(rng))
+                    ports,
+                    ContextRequest(TENANT, sid, MODEL, budget=args.budget, query=sentence(rng)),
                 )
             timings = []
             tokens = []
@@ -139,7 +140,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 query = sentence(rng) + f" #{rng.random():.6f}"  # never seen: embedded anew
                 t0 = time.perf_counter()
                 window = await build_context(
-                    ports, ContextRequest(**request_base, budget=args.budget, query=query)
+                    ports, ContextRequest(TENANT, sid, MODEL, budget=args.budget, query=query)
                 )
                 timings.append((time.perf_counter() - t0) * 1000)
                 tokens.append(window.used_tokens)
