@@ -25,6 +25,7 @@ from app.api.auth import KeyCache
 from app.api.context import ContextController
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
+from app.api.projections import ProjectionsController
 from app.api.sessions import SessionController
 from app.mcp_server import McpPorts, build_server, http_mount
 from app.services.context import ContextPorts
@@ -78,7 +79,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await db.dispose()
 
     app = Litestar(
-        route_handlers=[SessionController, ContextController, mcp_route, healthz, readyz],
+        route_handlers=[
+            SessionController,
+            ContextController,
+            ProjectionsController,
+            mcp_route,
+            healthz,
+            readyz,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -4,7 +4,7 @@ Nothing here reads the whole history (except for the `full` strategy, capped).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from adapters.postgres import search
@@ -17,15 +17,17 @@ SESSION = """SELECT user_id, version, turn_count, status FROM sessions
     WHERE tenant_id = $1 AND session_id = $2"""
 NEWEST_TURNS = f"""SELECT {TURN_COLUMNS} FROM turns
     WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"""
-TURNS_BY_SEQ = f"""SELECT {TURN_COLUMNS} FROM turns
-    WHERE tenant_id = $1 AND session_id = $2 AND seq = ANY($3::int[])"""
+TURNS_BY_KEY = f"""SELECT t.session_id, {", ".join("t." + c for c in TURN_COLUMNS.split(", "))}
+    FROM unnest($2::text[], $3::int[]) AS k(session_id, seq)
+    JOIN turns t ON t.tenant_id = $1 AND t.session_id = k.session_id AND t.seq = k.seq"""
 NEWEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens, global_position
     FROM summaries WHERE tenant_id = $1 AND session_id = $2
     ORDER BY to_version DESC, level DESC LIMIT 1"""
 
 
-def turn_from_row(row: Any) -> Turn:
+def turn_from_row(row: Any, session_id: str | None = None) -> Turn:
     return Turn(
+        session_id=session_id,
         seq=row["seq"],
         stream_version=row["stream_version"],
         global_position=row["global_position"],
@@ -45,16 +47,6 @@ async def newest_turns(conn: Connection, tenant_id: str, session_id: str, limit:
     """The newest `limit` turns, newest first."""
     rows = await conn.fetch(NEWEST_TURNS, tenant_id, session_id, limit)
     return [turn_from_row(r) for r in rows]
-
-
-async def turns_by_seq(
-    conn: Connection, tenant_id: str, session_id: str, seqs: Iterable[int]
-) -> dict[int, Turn]:
-    wanted = sorted(set(seqs))
-    if not wanted:
-        return {}
-    rows = await conn.fetch(TURNS_BY_SEQ, tenant_id, session_id, wanted)
-    return {r["seq"]: turn_from_row(r) for r in rows}
 
 
 async def newest_summary(conn: Connection, tenant_id: str, session_id: str) -> Summary | None:
@@ -109,17 +101,18 @@ class PostgresContextReader:
         async with self.db.connection() as conn:
             found = await search.session_candidates(
                 conn, tenant_id, session_id, query_embedding, query_text, before_version,
-                self.k_vector, self.k_text,
+                self.k_vector, self.k_text, user_scope=user_id,
             )  # fmt: skip
-            # The other half of each question/answer pair, by the neighbouring seq.
-            partners = await turns_by_seq(
-                conn,
-                tenant_id,
-                session_id,
-                (c.seq + (1 if c.role == "user" else -1) for c in found),
+            # The other half of each question/answer pair: the neighbouring seq.
+            keys = [(c.session_id, c.seq + (1 if c.role == "user" else -1)) for c in found]
+            rows = await conn.fetch(
+                TURNS_BY_KEY, tenant_id, [k[0] for k in keys], [k[1] for k in keys]
             )
+        partners = {(r["session_id"], r["seq"]): r for r in rows}
         out = []
-        for c in found:
+        for c, key in zip(found, keys, strict=True):
+            # A turn of the user's other sessions says so (its seq is another session's).
+            other = c.session_id if c.session_id != session_id else None
             turn = Turn(
                 seq=c.seq,
                 stream_version=c.stream_version,
@@ -128,9 +121,11 @@ class PostgresContextReader:
                 content=c.content,
                 tokens=c.tokens,
                 created_at=c.created_at,
+                session_id=other,
             )
-            partner = partners.get(c.seq + (1 if c.role == "user" else -1))
-            if partner is not None and partner.stream_version >= before_version:
+            row = partners.get(key)
+            partner = turn_from_row(row, other) if row is not None else None
+            if partner is not None and other is None and partner.stream_version >= before_version:
                 partner = None  # the recent window's business, not retrieval's
             out.append(
                 Candidate(

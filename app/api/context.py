@@ -12,7 +12,20 @@ from app.api.auth import provide_principal, provide_tenant, require
 from app.api.sessions import _path_id
 from app.services.context import ContextRequest, build_context
 from domain.access import Principal
-from domain.context.strategies import DEFAULT_STRATEGY
+from domain.context.inputs import BudgetShares
+from domain.context.strategies import DEFAULT_SHARES, DEFAULT_STRATEGY
+from domain.errors import ValidationError
+
+
+def parse_shares(text: str) -> BudgetShares:
+    try:
+        recent, summary, retrieved = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValidationError(
+            "shares must be three numbers 'recent,summary,retrieved', e.g. 0.15,0.05,0.8",
+            "shares",
+        ) from None
+    return BudgetShares(recent, summary, retrieved)
 
 
 class ContextController(Controller):
@@ -35,11 +48,17 @@ class ContextController(Controller):
         budget: Annotated[int | None, Parameter(ge=1)] = None,
         # `query` is Litestar's own name for the whole query string, hence the alias.
         current: Annotated[str | None, Parameter(query="query", max_length=100_000)] = None,
+        shares: Annotated[str | None, Parameter(max_length=60)] = None,
+        across_sessions: bool = False,
     ) -> dict[str, Any]:
         """The versioned context document (protocol version 1): its sections (system,
         state, summary, retrieved, recent, current), each with its messages, token count
         and the global positions of the events they came from. Reading it records
-        nothing; a model call through the proxy records the window it used."""
+        nothing; a model call through the proxy records the window it used.
+
+        `shares` splits the budget left after the fixed parts, as "recent,summary,retrieved"
+        (default 0.15,0.05,0.8); `across_sessions` also retrieves from the same user's other
+        sessions."""
         require(principal, "app", "auditor", "analyst")
         window = await build_context(
             request.app.state.context_ports,
@@ -50,6 +69,8 @@ class ContextController(Controller):
                 strategy=strategy,
                 budget=budget,
                 query=current,
+                shares=parse_shares(shares) if shares is not None else DEFAULT_SHARES,
+                across_sessions=across_sessions,
             ),
         )
         return window.to_dict()
