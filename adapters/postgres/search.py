@@ -4,16 +4,19 @@ for the data team's history search (`search_history`, fused by reciprocal rank).
 
 Every query is bounded: top-k by vector, top-k by text, then the chosen rows' text
 (from `events`) and tokens (from `turn_rows`) by primary key. The vector top-k takes one
-of two plans, chosen per call from the size of the scope (a session, or a user's
-sessions):
+of three plans, chosen per call from the size of the scope (a session, or a user's
+sessions) and its share of the table:
 
-- up to EXACT_LIMIT turns: exact distances over the scope's rows, read through the
-  primary key or the user index (about 1 us a turn: ~4 ms at the limit);
-- above it: the HNSW index with pgvector 0.8's iterative scan (relaxed order, re-sorted
-  here), so the scope filter does not starve the scan; `hnsw.max_scan_tuples` caps its
-  work. The index spans every tenant and session, so its cost depends on the share of
-  the table the scope holds, not on the scope's length: a large scope in a table many
-  times larger returns fewer (and less exact) neighbours rather than taking longer.
+- "exact", up to EXACT_LIMIT turns: exact distances over the scope's rows, read through
+  the primary key or the user index (~0.9 us a turn: ~4 ms at the limit);
+- "hnsw", a larger scope holding at least HNSW_MIN_SHARE of the table: the HNSW index
+  with pgvector 0.8's iterative scan (relaxed order), so the scope filter does not
+  starve the scan; `hnsw.max_scan_tuples` caps its work. The index spans every tenant
+  and session: what it costs depends on the scope's share of the table, not on its
+  length, and a small share makes it slow and inexact (see HNSW_MIN_SHARE);
+- "window", a large session holding a small share of a large table: exact distances
+  over its newest EXACT_WINDOW older turns (older ones are found by words only).
+  A user scope with a small share still takes the HNSW plan.
 
 Full text: `session_candidates` treats the query as the user's message, not a search
 expression: any of its terms may match, each term reads at most TEXT_TERM_LIMIT turns
@@ -34,6 +37,12 @@ from typing import Any
 from adapters.postgres.database import Connection
 
 EXACT_LIMIT = 4_000
+# The HNSW plan pays off while the scope holds a fair share of the table (measured:
+# a session with 9% of the rows, 3 ms and recall 0.99; with 0.9%, 24-44 ms and 0.87;
+# with 0.09%, 54-128 ms and 0.71). Below this share a session is searched exactly over
+# its newest EXACT_WINDOW older turns instead (~0.9 us a turn: ~18 ms at most).
+HNSW_MIN_SHARE = 0.05
+EXACT_WINDOW = 20_000
 EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20_000
 TEXT_SCAN_LIMIT = 1_000
@@ -116,14 +125,14 @@ _RESET_SETTINGS = """SET LOCAL hnsw.iterative_scan TO DEFAULT; SET LOCAL hnsw.ef
 
 
 def _order(exact: bool, vector_param: str) -> str:
-    # `+ 0` hides the ordering from the HNSW index: the exact plan reads the scope's
-    # rows through a B-tree and sorts their distances.
+    # `+ 0` hides the ordering from the HNSW index: the exact plans read the scope's
+    # rows through a B-tree and sort their distances.
     distance = f"te.embedding <=> {vector_param}::vector"
     return f"({distance}) + 0" if exact else distance
 
 
-async def _fetch(conn: Connection, sql: str, args: Sequence[Any], exact: bool) -> list[Any]:
-    if exact:
+async def _fetch(conn: Connection, sql: str, args: Sequence[Any], plan: str) -> list[Any]:
+    if plan != "hnsw":
         rows: list[Any] = await conn.fetch(sql, *args)
         return rows
     nested = conn.is_in_transaction()
@@ -137,13 +146,14 @@ async def _fetch(conn: Connection, sql: str, args: Sequence[Any], exact: bool) -
 
 # --- the context engine's candidates --------------------------------------------------
 
-# How many turns the scope holds, to choose the plan: the session's count, plus the
-# user's turns counted through the user index up to the limit (bounded).
+# What the plan depends on: the session's turn count, the user's turns (counted through
+# the user index, up to a bound) and the table's size as of its last ANALYZE.
 _SCOPE_SIZES = """SELECT s.turn_count AS session_turns, s.user_id,
     CASE WHEN $3::text IS NULL THEN 0 ELSE (
         SELECT count(*) FROM (
             SELECT 1 FROM turn_embeddings WHERE tenant_id = $1 AND user_id = $3 LIMIT $4) c)
-    END AS user_turns
+    END AS user_turns,
+    (SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass) AS table_rows
     FROM (SELECT 1) one
     LEFT JOIN sessions s ON s.tenant_id = $1 AND s.session_id = $2"""
 
@@ -157,14 +167,24 @@ _USER_SCOPE = """te.tenant_id = $1 AND ((te.session_id = $2 AND te.stream_versio
 _QUOTE = "chr(39)"  # a single quote, spelled so that the SQL needs no escaping
 
 
-def _candidates_sql(scope: str, exact: bool) -> str:
-    return f"""
-WITH vec AS MATERIALIZED (
-    SELECT te.session_id, te.seq, te.embedding <=> $4::vector AS distance
+def _nearest_sql(scope: str, plan: str) -> str:
+    if plan == "window":  # the newest older turns: a backward scan of the primary key
+        return f"""SELECT w.session_id, w.seq, w.distance FROM (
+        SELECT te.session_id, te.seq, te.embedding <=> $4::vector AS distance
+        FROM turn_embeddings te WHERE {scope}
+        ORDER BY te.seq DESC LIMIT {EXACT_WINDOW}) w
+    ORDER BY w.distance LIMIT $6"""
+    return f"""SELECT te.session_id, te.seq, te.embedding <=> $4::vector AS distance
     FROM turn_embeddings te
     WHERE {scope}
-    ORDER BY {_order(exact, "$4")}
-    LIMIT $6
+    ORDER BY {_order(plan == "exact", "$4")}
+    LIMIT $6"""
+
+
+def _candidates_sql(scope: str, plan: str) -> str:
+    return f"""
+WITH vec AS MATERIALIZED (
+    {_nearest_sql(scope, plan)}
 ), terms AS MATERIALIZED (
     -- The message's distinct terms, longest (likely rarest) first when there are many,
     -- each as a one-lexeme tsquery: quoted, not parsed again (a compound such as
@@ -204,10 +224,19 @@ JOIN events ev ON ev.tenant_id = $1 AND ev.global_position = te.global_position"
 
 
 _CANDIDATES = {
-    (user, exact): _candidates_sql(_USER_SCOPE if user else _SESSION_SCOPE, exact)
+    (user, plan): _candidates_sql(_USER_SCOPE if user else _SESSION_SCOPE, plan)
     for user in (False, True)
-    for exact in (False, True)
+    for plan in ("exact", "hnsw", "window")
 }
+
+
+def candidate_plan(scope_turns: int, table_rows: float, *, user_scope: bool) -> str:
+    """exact, hnsw or window (see the module's docstring)."""
+    if scope_turns <= EXACT_LIMIT:
+        return "exact"
+    if user_scope or table_rows <= 0 or scope_turns / table_rows >= HNSW_MIN_SHARE:
+        return "hnsw"  # (table_rows is -1 before the first ANALYZE)
+    return "window"
 
 
 async def session_candidates(
@@ -231,14 +260,14 @@ async def session_candidates(
     scope_size = sizes["user_turns"]
     if user_scope is None or sizes["user_id"] != user_scope:  # else counted with the user's
         scope_size += sizes["session_turns"] or 0
-    exact = scope_size <= EXACT_LIMIT
+    plan = candidate_plan(scope_size, sizes["table_rows"] or 0, user_scope=user_scope is not None)
     args: list[Any] = [
         tenant_id, session_id, before_version, vector_literal(query_embedding), query_text,
         k_vector, k_text, TEXT_TERM_LIMIT,
     ]  # fmt: skip
     if user_scope is not None:
         args.append(user_scope)
-    rows = await _fetch(conn, _CANDIDATES[(user_scope is not None, exact)], args, exact)
+    rows = await _fetch(conn, _CANDIDATES[(user_scope is not None, plan)], args, plan)
     vector_ranks = _ranks(rows, "vector_distance", descending=False)
     text_ranks = _ranks(rows, "text_score", descending=True)
     out = [
@@ -373,7 +402,7 @@ async def search_history(
         limit,
         *values,
     ]
-    rows = await _fetch(conn, _history_sql(scope, exact), args, exact)
+    rows = await _fetch(conn, _history_sql(scope, exact), args, "exact" if exact else "hnsw")
     return [
         HistoryHit(
             session_id=r["session_id"],

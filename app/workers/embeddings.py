@@ -150,7 +150,8 @@ class EmbeddingsWorker:
         self._conn: Any = None
         self._conn_lock = asyncio.Lock()
         self._leader = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a notification, a rebuild, or stop()
+        self._stopped = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_lag_log = 0.0
@@ -160,12 +161,14 @@ class EmbeddingsWorker:
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
+            self._stopped.clear()
             self._task = asyncio.create_task(self._run(), name="contextgate-embeddings")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop after the batch in flight (cancelled after `grace` s: it rolls back, and
         the next start does it again)."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         task, self._task = self._task, None
         if task is not None:
@@ -175,6 +178,7 @@ class EmbeddingsWorker:
                 log.warning("embeddings worker did not stop in %.0f s; cancelled", grace)
         async with self._conn_lock:
             await self._drop()
+        self._stopping = False  # catch_up() may still be called directly
 
     def wake(self) -> None:
         self._wake.set()
@@ -194,23 +198,31 @@ class EmbeddingsWorker:
                         await self._catch_up(conn)
                         await self._log_lag(conn)
                 backoff = 1.0
-                # A standby retries the lock at a slower pace.
-                await self._sleep(self.poll_interval if self._leader else 5 * self.poll_interval)
+                if self._leader:
+                    await self._sleep(self.poll_interval)
+                else:  # a standby retries the lock now and then, deaf to notifications
+                    await self._pause(5 * self.poll_interval)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("embeddings worker: %s; retrying in %.0f s", exc, backoff)
                 async with self._conn_lock:
                     await self._drop()
-                await self._sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
             except Exception:
                 # The model failed (never expected): keep the checkpoint, try again later.
                 log.exception("embeddings worker failed; retrying in %.0f s", backoff)
-                await self._sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
 
     async def _sleep(self, seconds: float) -> None:
+        """Until woken (or stopped), at most `seconds`."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        """`seconds`, unless stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
 
     async def _connection(self) -> Any:
         """The worker's own connection: LISTEN, the session advisory lock and the vector

@@ -118,7 +118,11 @@ async def test_projection_lag_and_retrieval_by_meaning(client: httpx.AsyncClient
     assert any("Trondheim" in m["content"] for m in retrieved["messages"])
 
     # The same user's other session, only when asked for.
-    params = {"model": "gpt-4o-mini", "budget": 200, "query": "What dish do I like to eat?"}
+    params: dict[str, str | int] = {
+        "model": "gpt-4o-mini",
+        "budget": 200,
+        "query": "What dish do I like to eat?",
+    }
     without = (await client.get(f"/v1/sessions/{sid}/context", params=params)).json()
     assert "injera" not in str(without)
     across = await client.get(

@@ -356,6 +356,30 @@ async def test_only_one_background_worker_leads(
         await b.stop()
 
 
+async def test_background_worker_survives_a_lost_connection(
+    db: Database, raw_conn: asyncpg.Connection, embedder: AsyncEmbedder
+) -> None:
+    w = EmbeddingsWorker(db, embedder, poll_interval=0.1)
+    repo = PostgresSessions(db)
+    await open_session(repo, "flaky")
+    w.start()
+    try:
+        await eventually(lambda: _is_leader(w))
+        await raw_conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'contextgate-embeddings'"
+        )
+        await say(repo, "flaky", ("user", "Still there?"))
+
+        async def embedded() -> bool:
+            return len(await rows(raw_conn)) == 1
+
+        await eventually(embedded, within=20.0)
+        assert w._leader
+    finally:
+        await w.stop()
+
+
 async def test_notifier_coalesces_notifications(db: Database, database_url: str) -> None:
     listener = await asyncpg.connect(database_url)
     received: list[str] = []

@@ -170,6 +170,37 @@ async def test_the_hnsw_plan_agrees_with_the_exact_plan(
         assert await conn.fetchval("SHOW hnsw.iterative_scan") == "off"
 
 
+async def test_a_session_with_a_small_share_of_the_table_is_searched_in_a_window(
+    corpus: Corpus, raw_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "Who is looking after my pet?"
+    exact = await candidates(corpus, question)
+    await raw_conn.execute("ANALYZE turn_embeddings")  # the plan reads the table's size
+    monkeypatch.setattr(search, "EXACT_LIMIT", 0)
+    monkeypatch.setattr(search, "HNSW_MIN_SHARE", 2.0)
+    windowed = await candidates(corpus, question)
+    assert [(c.seq, c.vector_rank, c.text_rank) for c in windowed] == [
+        (c.seq, c.vector_rank, c.text_rank) for c in exact
+    ]
+    # Only the newest older turns are compared; words still reach the older ones.
+    monkeypatch.setattr(search, "EXACT_WINDOW", 3)  # built into the statement:
+    window_sql = search._candidates_sql(search._SESSION_SCOPE, "window")
+    monkeypatch.setitem(search._CANDIDATES, (False, "window"), window_sql)
+    narrow = await candidates(corpus, "Zephyrine")
+    assert {c.seq for c in narrow if c.vector_rank} == {8, 9, 10}
+    assert [c.seq for c in narrow if c.text_rank] == [3]
+
+
+def test_candidate_plan() -> None:
+    limit, share = search.EXACT_LIMIT, search.HNSW_MIN_SHARE
+    assert search.candidate_plan(limit, 10**9, user_scope=False) == "exact"
+    big = limit + 1
+    assert search.candidate_plan(big, big / share, user_scope=False) == "hnsw"
+    assert search.candidate_plan(big, 10 * big / share, user_scope=False) == "window"
+    assert search.candidate_plan(big, 10 * big / share, user_scope=True) == "hnsw"
+    assert search.candidate_plan(big, -1, user_scope=False) == "hnsw"  # never analyzed
+
+
 async def test_history_search_fuses_meaning_and_words_within_the_tenant(
     corpus: Corpus, raw_conn: asyncpg.Connection
 ) -> None:
@@ -358,7 +389,7 @@ async def test_benchmark_session_candidates(
     )
 
     common = [r[0] for r in await raw_conn.fetch(COMMON_WORDS)]
-    default_limit = search.EXACT_LIMIT
+    default_limit, default_share = search.EXACT_LIMIT, search.HNSW_MIN_SHARE
     print(f"{'scope':<14}{'plan':<7}{'p50 ms':>8}{'p95 ms':>8}{'recall@20':>11}")
     for sid, n in (("s100", 100), ("s1k", 1000), ("s10k", 10000)):
         picks = await raw_conn.fetch(
@@ -379,11 +410,12 @@ async def test_benchmark_session_candidates(
             truth.append({r["seq"] for r in rows})
         scopes: list[tuple[str, str | None]] = [(sid, None), (f"{sid}+user", "u1")]
         for scope_name, scope_user in scopes:
-            plans: list[tuple[str, int]] = [("auto", default_limit)]
+            plans: list[tuple[str, int, float]] = [("auto", default_limit, default_share)]
             if scope_user is None:
-                plans += [("exact", 10**9), ("hnsw", 0)]
-            for plan, limit in plans:
+                plans += [("exact", 10**9, 0.0), ("hnsw", 0, 0.0), ("window", 0, 2.0)]
+            for plan, limit, share in plans:
                 monkeypatch.setattr(search, "EXACT_LIMIT", limit)
+                monkeypatch.setattr(search, "HNSW_MIN_SHARE", share)
                 timings, recall = [], []
                 async with db.connection() as conn:
                     for vector, text in qs[:5]:  # warm the statement cache
