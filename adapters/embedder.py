@@ -5,8 +5,9 @@ Measured on the 2-core CPU development box (torch 2.13 CPU, sentence-transformer
 importing torch and sentence-transformers takes ~4-6 s, loading the model ~0.4 s; so the
 model loads lazily, once, off the event loop (`AsyncEmbedder.warm_up()` at start avoids
 paying it on the first call). Short messages (8-40 words): ~130 sentences/s with one
-torch thread, ~220/s with two; one query ~10-11 ms. Long ones (256 word pieces, the
-model's limit: the rest of a message is not embedded) ~15/s and ~24/s.
+torch thread, ~220/s with two (the embeddings worker, writes included: 120 and 197
+turns/s); one query ~10-11 ms. Long ones (256 word pieces, the model's limit: the rest
+of a message is not embedded) ~15/s and ~24/s.
 """
 
 from __future__ import annotations
