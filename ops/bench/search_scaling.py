@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -39,7 +41,10 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def benchmark(db: Database, raw_conn: asyncpg.Connection, noise: int, queries: int) -> None:
+async def benchmark(
+    db: Database, raw_conn: asyncpg.Connection, noise: int, queries: int
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
     """Sessions of 100, 1,000 and 10,000 turns among `noise` other turns (200 sessions
     of other users and tenants), bulk-loaded with COPY. Vectors are clustered random
     unit vectors (300 topics), texts Zipf-distributed words: timing, not quality."""
@@ -167,10 +172,22 @@ async def benchmark(db: Database, raw_conn: asyncpg.Connection, noise: int, quer
                         got = {c.seq for c in found if c.vector_rank and c.session_id == sid}
                         recall.append(len(got & expected) / len(expected))
                 rec = f"{statistics.mean(recall):.3f}" if scope_user is None else "-"
+                results.append(
+                    {
+                        "scope": scope_name,
+                        "turns": n,
+                        "plan": plan,
+                        "p50_ms": round(statistics.median(timings), 2),
+                        "p95_ms": round(_percentile(timings, 95), 2),
+                        "recall_at_20": None if scope_user else round(statistics.mean(recall), 4),
+                    }
+                )
                 print(
                     f"{scope_name:<14}{plan:<7}{statistics.median(timings):>8.2f}"
                     f"{_percentile(timings, 95):>8.2f}{rec:>11}"
                 )
+
+    return results
 
 
 SIZE = "SELECT pg_size_pretty(pg_total_relation_size('turn_embeddings'))"
@@ -181,11 +198,11 @@ EXACT = """SELECT seq FROM turn_embeddings
     ORDER BY (embedding <=> $2::vector) + 0 LIMIT 20"""
 
 
-async def run(url: str, noise: int, queries: int) -> None:
+async def run(url: str, noise: int, queries: int) -> list[dict[str, Any]]:
     db = Database(url, pool_size=4)
     raw_conn = await asyncpg.connect(libpq_url(url))
     try:
-        await benchmark(db, raw_conn, noise, queries)
+        return await benchmark(db, raw_conn, noise, queries)
     finally:
         await raw_conn.close()
         await db.dispose()
@@ -196,9 +213,14 @@ def main() -> int:
     p.add_argument("--noise", type=int, default=100_000, help="turns of other sessions")
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--database-url", default=None)
+    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     with fresh_database(args.database_url, prefix="search") as url:
-        asyncio.run(run(url, args.noise, args.queries))
+        rows = asyncio.run(run(url, args.noise, args.queries))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"benchmark": "search_scaling", "noise": args.noise, "results": rows}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
