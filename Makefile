@@ -30,9 +30,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+LOCOMO ?= ../shared/data/locomo/locomo-dev.json
+
 bench: install
 	@mkdir -p ops/bench/results
 	$(BIN)/python ops/bench/append.py --json ops/bench/results/append.json
+	$(BIN)/python ops/bench/context_latency.py --json ops/bench/results/context_latency.json
+	$(BIN)/python ops/bench/locomo.py $(LOCOMO) --json ops/bench/results/locomo.json
+	$(BIN)/python ops/bench/search_scaling.py --json ops/bench/results/search_scaling.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
