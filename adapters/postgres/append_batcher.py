@@ -68,11 +68,10 @@ class AppendBatcher:
                 strict=False,
             ):  # fmt: skip
                 column.append(value)
-            for column, values in zip(
-                columns[10:],
-                (p.ids, p.types, p.schema_versions, p.datas, p.metas, p.befores, p.afters),
-                strict=True,
-            ):
+            per_event: tuple[list[Any], ...] = (
+                p.ids, p.types, p.schema_versions, p.datas, p.metas, p.befores, p.afters,
+            )  # fmt: skip
+            for column, values in zip(columns[10:], per_event, strict=True):
                 column.extend(values)
             first += len(p.events)
         self.calls += 1
