@@ -28,9 +28,6 @@ KEEP_FROM = """SELECT stream_version FROM turn_rows
 TURNS_BETWEEN = """SELECT stream_version, role, name, content, created_at FROM turns
     WHERE tenant_id = $1 AND session_id = $2 AND stream_version BETWEEN $3 AND $4
     ORDER BY seq LIMIT $5"""
-LATEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens FROM summaries
-    WHERE tenant_id = $1 AND session_id = $2
-    ORDER BY to_version DESC, level DESC LIMIT 1"""
 
 
 @dataclass(frozen=True)
@@ -39,15 +36,6 @@ class SessionRef:
     session_id: str
     version: int
     summarized_to_version: int
-
-
-@dataclass(frozen=True)
-class StoredSummary:
-    level: int
-    from_version: int
-    to_version: int
-    text: str
-    tokens: int
 
 
 def _refs(rows: Any) -> list[SessionRef]:
@@ -76,12 +64,3 @@ async def turns_between(
     conn: Connection, tenant: str, session: str, first: int, last: int, limit: int
 ) -> list[Any]:
     return list(await conn.fetch(TURNS_BETWEEN, tenant, session, first, last, limit))
-
-
-async def latest_summary(conn: Connection, tenant: str, session: str) -> StoredSummary | None:
-    row = await conn.fetchrow(LATEST_SUMMARY, tenant, session)
-    if row is None:
-        return None
-    return StoredSummary(
-        row["level"], row["from_version"], row["to_version"], row["text"], row["tokens"]
-    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from adapters.postgres import compaction as q
+from adapters.postgres.context_inputs import newest_summary
 from adapters.postgres.database import Database
 from domain.errors import StreamClosed, WrongExpectedVersion
 from domain.events import NewEvent, SessionCompacted, SummaryRecorded
@@ -56,7 +57,7 @@ async def summarize_session(
         keep_from = await q.keep_from_version(conn, tenant_id, session_id, policy.keep_recent_turns)
         if keep_from is None:
             return None
-        previous = await q.latest_summary(conn, tenant_id, session_id)
+        previous = await newest_summary(conn, tenant_id, session_id)
         first = previous.to_version + 1 if previous else 1
         last = keep_from - 1
         if last < first:
@@ -105,7 +106,7 @@ async def compact_session(
     while await summarize_session(ports, tenant_id, session_id, policy) is not None:
         pass  # long sessions take several bounded summaries
     async with ports.db.connection() as conn:
-        summary = await q.latest_summary(conn, tenant_id, session_id)
+        summary = await newest_summary(conn, tenant_id, session_id)
         version = await conn.fetchval(
             "SELECT version FROM sessions WHERE tenant_id = $1 AND session_id = $2",
             tenant_id,
