@@ -10,9 +10,10 @@ from msgspec import Meta
 
 from domain.events import RecordedEvent
 from domain.read_models import SessionView
+from domain.session import MAX_TURNS_PER_APPEND, SESSION_ID_RE
 
 SessionId = Annotated[
-    str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+    str, Meta(min_length=1, max_length=128, pattern=rf"^{SESSION_ID_RE.pattern}$")
 ]
 Role = Literal["system", "user", "assistant", "tool"]
 ShortText = Annotated[str, Meta(max_length=200)]
@@ -47,7 +48,7 @@ class Turn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AppendTurns(msgspec.Struct, forbid_unknown_fields=True):
-    turns: Annotated[list[Turn], Meta(min_length=1, max_length=100)]
+    turns: Annotated[list[Turn], Meta(min_length=1, max_length=MAX_TURNS_PER_APPEND)]
     expected_version: Annotated[int, Meta(ge=0)] | None = None
 
 
