@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("contextgate.embedder")
 
@@ -115,6 +115,47 @@ class SentenceTransformerEmbedder:
         return result
 
 
+class SyncEmbedder(Protocol):
+    """What AsyncEmbedder runs on its threads (SentenceTransformerEmbedder, OnnxEmbedder)."""
+
+    dimensions: int
+
+    def load(self) -> None: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class FallbackEmbedder:
+    """The first of `choices` that loads: ONNX Runtime for queries, say, else torch. A
+    failure is logged with its cause, never hidden: the fallback is slower, not wrong."""
+
+    def __init__(self, choices: Sequence[SyncEmbedder]) -> None:
+        if not choices:
+            raise ValueError("FallbackEmbedder needs at least one embedder")
+        self.choices = list(choices)
+        self.dimensions = self.choices[0].dimensions
+        self.chosen: SyncEmbedder | None = None
+
+    def load(self) -> None:
+        if self.chosen is not None:
+            return
+        for i, choice in enumerate(self.choices):
+            try:
+                choice.load()
+            except Exception as exc:
+                if i == len(self.choices) - 1:
+                    raise
+                log.warning("%s did not load (%s); falling back", type(choice).__name__, exc)
+                continue
+            self.chosen = choice
+            return
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.load()
+        assert self.chosen is not None
+        return self.chosen.embed(texts)
+
+
 class AsyncEmbedder:
     """Runs embedders on threads of their own, off the event loop. One model is never
     called from two threads at once (its fast tokenizer is not re-entrant: "Already
@@ -129,9 +170,9 @@ class AsyncEmbedder:
 
     def __init__(
         self,
-        embedder: SentenceTransformerEmbedder,
+        embedder: SyncEmbedder,
         *,
-        query_embedder: SentenceTransformerEmbedder | None = None,
+        query_embedder: SyncEmbedder | None = None,
         chunk_size: int = 16,
     ) -> None:
         self.embedder = embedder

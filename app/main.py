@@ -12,7 +12,6 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder
 from adapters.postgres.api_keys import PostgresApiKeys
 from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
@@ -27,6 +26,7 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
 from app.api.sessions import SessionController
+from app.embedders import build_embedder
 from app.mcp_server import McpPorts, build_server, http_mount
 from app.services.context import ContextPorts
 from app.settings import Settings
@@ -46,13 +46,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     notifier = Notifier(db)
     sessions = PostgresSessions(db, on_append=notifier.notify)
     counter = TiktokenCounter(settings.tokenizer)
-    # Two copies of the model (~90 MB more): a query on the request path never queues
-    # behind the embeddings worker's batches (p50 107 ms behind a busy worker, 11 ms alone).
-    model_path = settings.embedding_model or None
-    embedder = AsyncEmbedder(
-        SentenceTransformerEmbedder(model_path),
-        query_embedder=SentenceTransformerEmbedder(model_path),
-    )
+    embedder = build_embedder(settings)
     embeddings = EmbeddingsWorker(db, embedder)
     context_ports = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
     mcp = build_server(McpPorts(sessions, counter, context_ports, db, embedder))

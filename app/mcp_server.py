@@ -375,11 +375,11 @@ def http_mount(server: MCPServer, settings: Settings) -> ASGIRouteHandler:
 async def serve_stdio(settings: Settings, database_url: str, caller: Caller) -> None:
     """Serve MCP over stdin/stdout until stdin closes. While it serves, the SDK points
     file descriptor 1 at stderr, so stray output cannot corrupt the protocol."""
-    from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder
     from adapters.postgres.context_inputs import PostgresContextReader
     from adapters.postgres.notifier import Notifier
     from adapters.postgres.session_repository import PostgresSessions
     from adapters.tokenizers import TiktokenCounter
+    from app.embedders import build_embedder
 
     db = Database(
         database_url, pool_size=min(settings.db_pool_size, 4), role=settings.effective_db_role
@@ -387,7 +387,7 @@ async def serve_stdio(settings: Settings, database_url: str, caller: Caller) -> 
     notifier = Notifier(db)  # wakes the server's embeddings worker after an append
     sessions = PostgresSessions(db, on_append=notifier.notify)
     counter = TiktokenCounter(settings.tokenizer)
-    embedder = AsyncEmbedder(SentenceTransformerEmbedder(settings.embedding_model or None))
+    embedder = build_embedder(settings, batches=False)  # no embeddings worker here
     context = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
     server = build_server(McpPorts(sessions, counter, context, db, embedder), local=caller)
     await db.pool()

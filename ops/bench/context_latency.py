@@ -29,11 +29,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from adapters.embedder import (  # noqa: E402
+    AsyncEmbedder,
+    FallbackEmbedder,
+    SentenceTransformerEmbedder,
+)
 from adapters.postgres.context_inputs import PostgresContextReader  # noqa: E402
 from adapters.postgres.database import Database  # noqa: E402
 from adapters.postgres.session_repository import PostgresSessions  # noqa: E402
 from adapters.tokenizers import TiktokenCounter  # noqa: E402
+from app.embedders import query_embedder  # noqa: E402
 from app.services.context import ContextPorts, ContextRequest, build_context  # noqa: E402
 from app.services.sessions import (  # noqa: E402
     RequestContext,
@@ -41,6 +46,7 @@ from app.services.sessions import (  # noqa: E402
     append_turns,
     create_session,
 )
+from app.settings import Settings  # noqa: E402
 from ops.bench.benchdb import fresh_database, percentile  # noqa: E402
 
 TENANT = "latency"
@@ -117,7 +123,10 @@ async def load(db: Database, model: AsyncEmbedder, sizes: list[int], seed: int) 
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    model = AsyncEmbedder(SentenceTransformerEmbedder())
+    # As `serve` composes it: batches on one model, queries on the query embedder
+    # (ONNX Runtime unless --query-embedder torch).
+    settings = Settings(query_embedder=args.query_embedder, data_dir=ROOT / ".contextgate")
+    model = AsyncEmbedder(SentenceTransformerEmbedder(), query_embedder=query_embedder(settings))
     await model.warm_up()
     db = Database(url, pool_size=4)
     try:
@@ -158,11 +167,15 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     finally:
         await db.dispose()
         model.close()
+    chosen = (
+        model.query_embedder.chosen if isinstance(model.query_embedder, FallbackEmbedder) else None
+    )
     smallest, largest = results[0], results[-1]
     ratio = largest["p95_ms"] / smallest["p95_ms"]
     return {
         "benchmark": "context_latency",
         "budget": args.budget,
+        "query_embedder": type(chosen).__name__,
         "results": results,
         "targets": {
             "p95_ratio": {"value": round(ratio, 2), "threshold": 1.5, "met": ratio <= 1.5},
@@ -174,7 +187,11 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"hybrid window, budget {report['budget']} tokens, query embedding included", ""]
+    lines = [
+        f"hybrid window, budget {report['budget']} tokens, query embedding included "
+        f"({report['query_embedder']})",
+        "",
+    ]
     lines.append(f"{'turns':>7}{'queries':>9}{'p50 ms':>9}{'p95 ms':>9}{'tokens':>9}")
     for r in report["results"]:
         lines.append(
@@ -202,6 +219,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=int, default=4096)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--database-url", default=None)
+    p.add_argument("--query-embedder", choices=("onnx", "torch"), default="onnx")
     args = p.parse_args(argv)
     args.sizes = sorted(int(s) for s in args.sizes.split(",") if s)
     return args

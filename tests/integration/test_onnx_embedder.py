@@ -1,0 +1,66 @@
+"""The query path's ONNX embedder gives sentence-transformers' vectors; a failure to
+load falls back to torch instead of failing the request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from adapters.embedder import FallbackEmbedder, SentenceTransformerEmbedder
+from adapters.onnx_embedder import OnnxEmbedder
+
+TEXTS = [
+    "Ada booked the flight to Lisbon for 300 euros on day 12.",
+    "Hi",
+    "",
+    "Café naïve — 東京, état-of-the-art; (x+y)^2 = 42?",
+    "a long message " * 300,  # past the model's 256 word pieces: truncated alike
+]
+
+
+def dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def torch_model() -> SentenceTransformerEmbedder:
+    model = SentenceTransformerEmbedder(threads=1)
+    model.load()
+    return model
+
+
+def test_onnx_vectors_equal_sentence_transformers(
+    tmp_path_factory: pytest.TempPathFactory, torch_model: SentenceTransformerEmbedder
+) -> None:
+    cache = tmp_path_factory.mktemp("models")
+    onnx = OnnxEmbedder(None, cache)
+    got = onnx.embed(TEXTS)  # batched: padded to the longest text
+    want = torch_model.embed(TEXTS)
+    assert len(got) == len(TEXTS)
+    for text, a, b in zip(TEXTS, got, want, strict=True):
+        assert len(a) == 384
+        assert abs(dot(a, a) - 1.0) < 1e-4, "unit length"
+        assert dot(a, b) > 0.9999, f"differs from sentence-transformers for {text[:30]!r}"
+    one = onnx.embed([TEXTS[0]])[0]  # alone, unpadded: the same vector
+    assert dot(one, got[0]) > 0.99999
+    exported = list(cache.glob("*.onnx"))
+    assert len(exported) == 1 and not list(cache.glob("*.part"))
+    # A second embedder reuses the cached export (no torch export on the way).
+    again = OnnxEmbedder(None, cache)
+    again.load()
+    assert list(cache.glob("*.onnx")) == exported
+    assert dot(again.embed([TEXTS[0]])[0], one) > 0.99999
+
+
+def test_fallback_takes_the_next_embedder_that_loads(
+    tmp_path: Path, torch_model: SentenceTransformerEmbedder
+) -> None:
+    broken = OnnxEmbedder(tmp_path / "no-such-model", tmp_path / "cache")
+    fallback = FallbackEmbedder([broken, torch_model])
+    vector = fallback.embed(["hello there"])[0]
+    assert fallback.chosen is torch_model
+    assert dot(vector, torch_model.embed(["hello there"])[0]) > 0.99999
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        FallbackEmbedder([broken]).load()  # nothing left to fall back to: the cause surfaces
