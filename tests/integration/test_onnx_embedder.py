@@ -62,5 +62,5 @@ def test_fallback_takes_the_next_embedder_that_loads(
     vector = fallback.embed(["hello there"])[0]
     assert fallback.chosen is torch_model
     assert dot(vector, torch_model.embed(["hello there"])[0]) > 0.99999
-    with pytest.raises(ValueError, match="tokenizer.json"):
+    with pytest.raises(ValueError, match=r"tokenizer\.json"):
         FallbackEmbedder([broken]).load()  # nothing left to fall back to: the cause surfaces
