@@ -27,6 +27,7 @@ from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
 from app.api.sessions import SessionController
 from app.embedders import build_embedder
+from app.heap import freeze_startup_heap
 from app.mcp_server import McpPorts, build_server, http_mount
 from app.services.context import ContextPorts
 from app.settings import Settings
@@ -62,6 +63,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         # The model loads in the background (a few seconds): /readyz answers at once, and
         # the first context request waits for it.
         warm = asyncio.create_task(embedder.warm_up())
+        warm.add_done_callback(lambda _: freeze_startup_heap())  # once the models are in
         background.add(warm)
         warm.add_done_callback(background.discard)
         notifier.start()

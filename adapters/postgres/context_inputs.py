@@ -4,7 +4,7 @@ Nothing here reads the whole history (except for the `full` strategy, capped).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from adapters.postgres import search
@@ -70,6 +70,7 @@ class PostgresContextReader:
         self.db = db
         self.k_vector = k_vector
         self.k_text = k_text
+        self.common_terms = search.CommonTerms()
 
     async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None:
         async with self.db.connection() as conn:
@@ -91,7 +92,7 @@ class PostgresContextReader:
         tenant_id: str,
         session_id: str,
         *,
-        query_embedding: Sequence[float] | None,
+        query_embedding: Sequence[float] | Awaitable[Sequence[float]] | None,
         query_text: str,
         before_version: int,
         user_id: str | None,
@@ -102,6 +103,7 @@ class PostgresContextReader:
             found = await search.session_candidates(
                 conn, tenant_id, session_id, query_embedding, query_text, before_version,
                 self.k_vector, self.k_text, user_scope=user_id,
+                common_terms=await self.common_terms.get(conn),
             )  # fmt: skip
             # The other half of each question/answer pair: the neighbouring seq.
             keys = [(c.session_id, c.seq + (1 if c.role == "user" else -1)) for c in found]

@@ -28,8 +28,10 @@ query of common words costs a bounded amount.
 
 from __future__ import annotations
 
+import math
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +51,9 @@ TEXT_SCAN_LIMIT = 1_000
 TEXT_TERM_LIMIT = 100
 TEXT_MAX_TERMS = 16
 RRF_K = 60
+# Common terms are left out of the full-text half only in scopes this large: below, their
+# posting lists are short, and in a young, small table most repeated words are "common".
+COMMON_TERMS_MIN_SCOPE = 2_000
 MAX_HISTORY_LIMIT = 200
 
 
@@ -157,11 +162,17 @@ _SCOPE_SIZES = """SELECT s.turn_count AS session_turns, s.user_id,
     FROM (SELECT 1) one
     LEFT JOIN sessions s ON s.tenant_id = $1 AND s.session_id = $2"""
 
-# $1 tenant, $2 session, $3 before_version, $4 query vector, $5 query text, $6 k_vector,
-# $7 k_text, $8 turns read per term[, $9 user].
+# Both statements: $1 tenant, $2 session, $3 before_version, the user last ($8 in the text
+# statement, $9 in the other). Text: $4 query text, $5 k_text, $6 turns read per term,
+# $7 the terms to leave out.
+# Candidates: $4 query vector, $5/$7/$8 the text hits' session ids, seqs and scores,
+# $6 k_vector.
 _SESSION_SCOPE = "te.tenant_id = $1 AND te.session_id = $2 AND te.stream_version < $3"
-_USER_SCOPE = """te.tenant_id = $1 AND ((te.session_id = $2 AND te.stream_version < $3)
-    OR (te.user_id = $9 AND te.session_id <> $2))"""
+
+
+def _user_scope(param: str) -> str:
+    return f"""te.tenant_id = $1 AND ((te.session_id = $2 AND te.stream_version < $3)
+    OR (te.user_id = {param} AND te.session_id <> $2))"""
 
 
 _QUOTE = "chr(39)"  # a single quote, spelled so that the SQL needs no escaping
@@ -181,34 +192,41 @@ def _nearest_sql(scope: str, plan: str) -> str:
     LIMIT $6"""
 
 
-def _candidates_sql(scope: str, plan: str) -> str:
+def _text_sql(scope: str) -> str:
     return f"""
-WITH vec AS MATERIALIZED (
-    {_nearest_sql(scope, plan)}
-), terms AS MATERIALIZED (
+WITH terms AS MATERIALIZED (
     -- The message's distinct terms, longest (likely rarest) first when there are many,
     -- each as a one-lexeme tsquery: quoted, not parsed again (a compound such as
     -- 'state-of-the-art' would come back as a phrase of its stemmed parts).
     SELECT w, ({_QUOTE} || replace(replace(w, '\\', '\\\\'), {_QUOTE}, {_QUOTE} || {_QUOTE})
                || {_QUOTE})::tsquery AS q
-    FROM unnest(tsvector_to_array(to_tsvector('english', left($5, 20000)))) w
+    FROM unnest(tsvector_to_array(to_tsvector('english', left($4, 20000)))) w
+    WHERE w <> ALL($7::text[])  -- near-stopwords of this table (CommonTerms)
     ORDER BY length(w) DESC LIMIT {TEXT_MAX_TERMS}
 ), matches AS MATERIALIZED (
-    -- Up to $8 turns per term, and how many that term matched (its document frequency
+    -- Up to $6 turns per term, and how many that term matched (its document frequency
     -- in the scope, capped): a rare term's turns are all here, a common one's are not.
     SELECT m.session_id, m.seq, count(*) OVER (PARTITION BY t.w) AS df
     FROM terms t
     CROSS JOIN LATERAL (
         SELECT te.session_id, te.seq FROM turn_embeddings te
         WHERE {scope} AND te.tsv @@ t.q
-        LIMIT $8) m
-), txt AS MATERIALIZED (
-    -- Each matched term weighs its inverse document frequency (BM25's idea; PostgreSQL's
-    -- ts_rank_cd has none, so a common word repeated would outrank a rare one).
-    SELECT session_id, seq, sum(ln(1 + $8::float8 / df)) AS score
-    FROM matches GROUP BY session_id, seq
-    ORDER BY score DESC, seq DESC
-    LIMIT $7
+        LIMIT $6) m
+)
+-- Each matched term weighs its inverse document frequency (BM25's idea; PostgreSQL's
+-- ts_rank_cd has none, so a common word repeated would outrank a rare one).
+SELECT session_id, seq, sum(ln(1 + $6::float8 / df)) AS score
+FROM matches GROUP BY session_id, seq
+ORDER BY score DESC, seq DESC
+LIMIT $5"""
+
+
+def _candidates_sql(scope: str, plan: str) -> str:
+    return f"""
+WITH vec AS MATERIALIZED (
+    {_nearest_sql(scope, plan)}
+), txt AS (
+    SELECT * FROM unnest($5::text[], $7::int[], $8::float8[]) AS t(session_id, seq, score)
 ), hits AS (
     SELECT session_id, seq, v.distance AS vector_distance, t.score AS text_score
     FROM vec v FULL JOIN txt t USING (session_id, seq)
@@ -224,10 +242,53 @@ JOIN events ev ON ev.tenant_id = $1 AND ev.global_position = te.global_position"
 
 
 _CANDIDATES = {
-    (user, plan): _candidates_sql(_USER_SCOPE if user else _SESSION_SCOPE, plan)
+    (user, plan): _candidates_sql(_user_scope("$9") if user else _SESSION_SCOPE, plan)
     for user in (False, True)
     for plan in ("exact", "hnsw", "window")
 }
+_TEXT = {False: _text_sql(_SESSION_SCOPE), True: _text_sql(_user_scope("$8"))}
+
+
+_COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_elem_freqs AS freqs
+    FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'turn_embeddings'
+    AND attname = 'tsv'"""
+
+
+class CommonTerms:
+    """The terms found in more than COMMON_TERM_SHARE of all turns, read from
+    PostgreSQL's own statistics (ANALYZE keeps the most common elements of `tsv` and
+    the share of rows holding each) and refreshed every COMMON_TERMS_TTL_S.
+
+    Such a term weighs little (its inverse document frequency is near zero), yet each
+    costs a posting-list walk that grows with the session: in a 10,000-turn session of
+    a narrow vocabulary, nine common terms took ~4 ms of the candidates query. So the
+    full-text half searches the query's other words; the vector half still sees them.
+    The statistics are table-wide (every tenant), which is what "common" means here.
+    One instance per database (the reader holds it)."""
+
+    def __init__(self, share: float = 0.05, ttl_s: float = 600.0) -> None:
+        self.share = share
+        self.ttl_s = ttl_s
+        self.terms: list[str] = []
+        self._read_at = -math.inf
+
+    async def get(self, conn: Connection) -> list[str]:
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s:
+            self._read_at = now  # also after a failure: retried at the next expiry
+            row = await conn.fetchrow(_COMMON_TERMS)
+            self.terms = common_terms(row["terms"], row["freqs"], self.share) if row else []
+        return self.terms
+
+
+def common_terms(
+    terms: Sequence[str] | None, freqs: Sequence[float] | None, share: float
+) -> list[str]:
+    """The elements of pg_stats' most_common_elems whose share of rows passes `share`
+    (its freqs list ends with three extra numbers: minimum, maximum and null share)."""
+    if not terms or not freqs:
+        return []
+    return [t for t, f in zip(terms, freqs, strict=False) if f > share]
 
 
 def candidate_plan(scope_turns: int, table_rows: float, *, user_scope: bool) -> str:
@@ -243,31 +304,47 @@ async def session_candidates(
     conn: Connection,
     tenant_id: str,
     session_id: str,
-    query_embedding: Sequence[float],
+    query_embedding: Sequence[float] | Awaitable[Sequence[float]],
     query_text: str,
     before_version: int,
     k_vector: int = 20,
     k_text: int = 20,
     user_scope: str | None = None,
+    common_terms: Sequence[str] = (),
 ) -> list[Candidate]:
     """The session's turns older than `before_version` (the recent window starts there)
     nearest to the query by meaning (top `k_vector`) and by words (top `k_text`), and,
     with `user_scope` (a user id), the turns of that user's other sessions in this
-    tenant too. Sorted by reciprocal-rank fusion of the two ranks; each row once."""
-    if not query_text.strip():
-        k_text = 0
+    tenant too. Sorted by reciprocal-rank fusion of the two ranks; each row once.
+
+    `query_embedding` may still be on its way (an awaitable): the full-text half, whose
+    cost grows with how often the query's words occur, runs while the model computes
+    the vector, and only the vector half waits for it. In a scope of at least
+    COMMON_TERMS_MIN_SCOPE turns the query's words listed in `common_terms` (see
+    CommonTerms) are not searched by words."""
+    user = user_scope is not None
     sizes = await conn.fetchrow(_SCOPE_SIZES, tenant_id, session_id, user_scope, EXACT_LIMIT + 1)
     scope_size = sizes["user_turns"]
-    if user_scope is None or sizes["user_id"] != user_scope:  # else counted with the user's
+    if not user or sizes["user_id"] != user_scope:  # else counted with the user's
         scope_size += sizes["session_turns"] or 0
-    plan = candidate_plan(scope_size, sizes["table_rows"] or 0, user_scope=user_scope is not None)
+    plan = candidate_plan(scope_size, sizes["table_rows"] or 0, user_scope=user)
+    scope_args: list[Any] = [tenant_id, session_id, before_version]
+    text_hits: list[Any] = []
+    if k_text > 0 and query_text.strip():
+        skipped = list(common_terms) if scope_size >= COMMON_TERMS_MIN_SCOPE else []
+        text_args = [*scope_args, query_text, k_text, TEXT_TERM_LIMIT, skipped]
+        if user:
+            text_args.append(user_scope)
+        text_hits = await conn.fetch(_TEXT[user], *text_args)
+    if not isinstance(query_embedding, Sequence):
+        query_embedding = await query_embedding
     args: list[Any] = [
-        tenant_id, session_id, before_version, vector_literal(query_embedding), query_text,
-        k_vector, k_text, TEXT_TERM_LIMIT,
+        *scope_args, vector_literal(query_embedding), [h["session_id"] for h in text_hits],
+        k_vector, [h["seq"] for h in text_hits], [h["score"] for h in text_hits],
     ]  # fmt: skip
-    if user_scope is not None:
+    if user:
         args.append(user_scope)
-    rows = await _fetch(conn, _CANDIDATES[(user_scope is not None, plan)], args, plan)
+    rows = await _fetch(conn, _CANDIDATES[(user, plan)], args, plan)
     vector_ranks = _ranks(rows, "vector_distance", descending=False)
     text_ranks = _ranks(rows, "text_score", descending=True)
     out = [

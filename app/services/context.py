@@ -7,6 +7,8 @@ domain/context. Its cost does not grow with the length of the history.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from domain.session import stream_id_for
 
 RECENT_TURNS = 200  # newest turns loaded for the recent window: enough for any budget share
 FULL_TURNS_CAP = 5_000  # the `full` strategy reads the whole history, up to this many turns
+RETRIEVING = frozenset(("retrieval", "hybrid"))  # the strategies that search older turns
 
 
 @dataclass(frozen=True)
@@ -68,31 +71,53 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
             "strategy",
         )
     budget = budget_for(request, ports.counter)
+    retrieves = request.strategy in RETRIEVING
+    # The query vector (the one model call, ~6 ms) is computed on the embedder's thread
+    # while the rows are read: from the start when the query is given, else once the
+    # newest turn is known.
+    embedding: asyncio.Task[Sequence[float]] | None = None
+    if retrieves and request.query and ports.embedder is not None:
+        embedding = asyncio.create_task(ports.embedder.embed_query(request.query))
+    try:
+        return await _build(ports, request, budget, embedding)
+    finally:
+        if embedding is not None and not embedding.done():
+            embedding.cancel()
+
+
+async def _build(
+    ports: ContextPorts,
+    request: ContextRequest,
+    budget: Budget,
+    embedding: asyncio.Task[Sequence[float]] | None,
+) -> ContextWindow:
     reader = ports.reader
-    facts = await reader.session(request.tenant_id, request.session_id)
+    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+    with_summary = request.strategy in ("summary", "hybrid")
+    facts, newest, summary = await asyncio.gather(
+        reader.session(request.tenant_id, request.session_id),
+        reader.newest_turns(request.tenant_id, request.session_id, limit),
+        reader.newest_summary(request.tenant_id, request.session_id) if with_summary else _none(),
+    )
     if facts is None:
         raise NotFound(f"session {request.session_id!r} does not exist")
-    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
-    newest = await reader.newest_turns(request.tenant_id, request.session_id, limit)
     current, recent = _current_turn(request, newest, ports.counter)
-    summary = None
-    if request.strategy in ("summary", "hybrid"):
-        summary = await reader.newest_summary(request.tenant_id, request.session_id)
     candidates: list[Candidate] = []
     query_embedding: tuple[float, ...] | None = None
-    if request.strategy in ("retrieval", "hybrid") and current.content:
-        if ports.embedder is not None:
-            query_embedding = tuple(await ports.embedder.embed_query(current.content))
-        candidates = await reader.candidates(
+    if request.strategy in RETRIEVING and current.content and ports.embedder is not None:
+        if embedding is None:
+            embedding = asyncio.create_task(ports.embedder.embed_query(current.content))
+        candidates = await ports.reader.candidates(
             request.tenant_id,
             request.session_id,
-            query_embedding=query_embedding,
+            query_embedding=embedding,
             query_text=current.content,
             # Every older turn may be retrieved: the strategy skips those the recent
             # window shows, and the window's length depends on the budget.
             before_version=current.stream_version,
             user_id=facts.user_id if request.across_sessions else None,
         )
+        query_embedding = tuple(await embedding)
     system_tokens = ports.counter.count(request.system_prompt) if request.system_prompt else 0
     inputs = ContextInputs(
         session_id=request.session_id,
@@ -106,6 +131,10 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
         query_embedding=query_embedding,
     )
     return assemble(inputs, budget, request.shares, request.strategy, built_at=datetime.now(UTC))
+
+
+async def _none() -> None:
+    return None
 
 
 def _current_turn(

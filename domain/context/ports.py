@@ -3,7 +3,7 @@ an embedder for the query."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,12 +31,14 @@ class ContextReader(Protocol):
         tenant_id: str,
         session_id: str,
         *,
-        query_embedding: Sequence[float] | None,
+        query_embedding: Sequence[float] | Awaitable[Sequence[float]] | None,
         query_text: str,
         before_version: int,
         user_id: str | None,
     ) -> list[Candidate]:
-        """Older turns (stream version < before_version) found by meaning and words."""
+        """Older turns (stream version < before_version) found by meaning and words. The
+        query vector may still be computing (an awaitable): the reader can do what needs
+        no vector (the full-text half) first."""
         ...
 
 

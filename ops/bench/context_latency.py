@@ -39,6 +39,7 @@ from adapters.postgres.database import Database  # noqa: E402
 from adapters.postgres.session_repository import PostgresSessions  # noqa: E402
 from adapters.tokenizers import TiktokenCounter  # noqa: E402
 from app.embedders import query_embedder  # noqa: E402
+from app.heap import freeze_startup_heap  # noqa: E402
 from app.services.context import ContextPorts, ContextRequest, build_context  # noqa: E402
 from app.services.sessions import (  # noqa: E402
     RequestContext,
@@ -128,6 +129,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     settings = Settings(query_embedder=args.query_embedder, data_dir=ROOT / ".contextgate")
     model = AsyncEmbedder(SentenceTransformerEmbedder(), query_embedder=query_embedder(settings))
     await model.warm_up()
+    freeze_startup_heap()  # as `serve` does once its models are loaded
     db = Database(url, pool_size=4)
     try:
         await load(db, model, args.sizes, args.seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -78,7 +79,7 @@ async def corpus(db: Database, embedder: AsyncEmbedder) -> AsyncIterator[Corpus]
 
 
 async def candidates(
-    c: Corpus, question: str, *, before: int = RECENT, user_scope: str | None = None, **kw: int
+    c: Corpus, question: str, *, before: int = RECENT, user_scope: str | None = None, **kw: Any
 ) -> list[search.Candidate]:
     vector = await c.embedder.embed_query(question)
     async with c.db.connection() as conn:
@@ -111,6 +112,42 @@ async def test_a_rare_keyword_outranks_common_words(corpus: Corpus) -> None:
     assert (text_first.seq, text_first.text_rank) == (3, 1)
     # The common word still brings its turns, behind the rare one.
     assert {c.seq for c in found if c.text_rank} >= {3, 5, 7}
+
+
+async def test_common_terms_are_left_to_the_vector_half(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = await candidates(corpus, "the trip", common_terms=["trip"])
+    assert {c.seq for c in found if c.text_rank} >= {5, 7}, "a small scope: still searched"
+    monkeypatch.setattr(search, "COMMON_TERMS_MIN_SCOPE", 10)
+    # "trip" is in 3 of the 10 older turns: listed as common, it brings no text hits.
+    found = await candidates(corpus, "the trip", common_terms=["trip"])
+    assert not [c for c in found if c.text_rank]
+    assert found and all(c.vector_rank for c in found)
+    # The other words of the query are still searched.
+    found = await candidates(corpus, "Zephyrine and the trip", common_terms=["trip"])
+    assert [c.seq for c in found if c.text_rank] == [3]
+
+
+async def test_common_terms_come_from_postgresql_statistics(corpus: Corpus) -> None:
+    async with corpus.db.connection() as conn:
+        await conn.execute("ANALYZE turn_embeddings")
+        common = search.CommonTerms(share=0.15)
+        terms = await common.get(conn)
+        # 20 turns in the table: "hotel" is in 4 (20%), "zephyrin" in 1 (5%).
+        assert "hotel" in terms and "zephyrin" not in terms
+        assert "hotel" not in await search.CommonTerms(share=0.5).get(conn)
+        await conn.execute("TRUNCATE turn_embeddings")
+        await conn.execute("VACUUM ANALYZE turn_embeddings")
+        assert await common.get(conn) == terms  # cached until the TTL passes
+        assert await search.CommonTerms(share=1.0).get(conn) == []
+
+
+def test_common_terms_skip_the_three_trailing_statistics() -> None:
+    terms = ["a", "b"]
+    freqs = [0.5, 0.01, 0.01, 0.5, 0.0]  # per term, then minimum, maximum, null share
+    assert search.common_terms(terms, freqs, 0.05) == ["a"]
+    assert search.common_terms(None, None, 0.05) == []
 
 
 async def test_only_turns_older_than_the_recent_window(corpus: Corpus) -> None:
