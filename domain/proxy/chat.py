@@ -109,6 +109,7 @@ class ChatResponse:
     finish_reason: FinishReason = "stop"
     usage: Usage | None = None
     created: int = 0  # unix seconds
+    stop_sequence: str | None = None  # which of the request's stop sequences ended it, if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +132,23 @@ class Delta:
     tool_call: ToolCallDelta | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    stop_sequence: str | None = None  # with finish_reason "stop", when the provider says which
 
 
 class StreamAccumulator:
     """Builds the ChatResponse that a stream of deltas amounts to (for recording and for
     the cache), also from a stream cut short: `response()` may be called at any time."""
 
-    __slots__ = ("_calls", "_text", "created", "finish_reason", "id", "model", "usage")
+    __slots__ = (
+        "_calls",
+        "_text",
+        "created",
+        "finish_reason",
+        "id",
+        "model",
+        "stop_sequence",
+        "usage",
+    )
 
     def __init__(self, id: str, model: str, created: int = 0) -> None:
         self.id = id
@@ -147,6 +158,7 @@ class StreamAccumulator:
         self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments...]
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
+        self.stop_sequence: str | None = None
 
     def add(self, delta: Delta) -> None:
         if delta.text:
@@ -164,6 +176,8 @@ class StreamAccumulator:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
             self.usage = delta.usage
+        if delta.stop_sequence is not None:
+            self.stop_sequence = delta.stop_sequence
 
     @property
     def text(self) -> str:
@@ -182,6 +196,7 @@ class StreamAccumulator:
             finish_reason=finish_reason or self.finish_reason or "stop",
             usage=self.usage,
             created=self.created,
+            stop_sequence=self.stop_sequence,
         )
 
 
