@@ -120,6 +120,7 @@ class UserMessage(DomainEvent):
     content: str
     tokens: int
     name: str | None = None
+    occurred_at: str | None = None  # ISO 8601, when given: the turn's time (else recorded_at)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class SystemMessage(DomainEvent):
     type_name: ClassVar[str] = "SystemMessage"
     content: str
     tokens: int
+    occurred_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class AssistantMessage(DomainEvent):
     finish_reason: str | None = None
     cached: bool = False
     tool_calls: list[JsonDict] | None = None
+    occurred_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class ToolResult(DomainEvent):
     content: str
     tokens: int
     name: str | None = None
+    occurred_at: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from domain.errors import ValidationError
 from domain.events import (
@@ -58,6 +59,12 @@ class TurnInput:
     cost: float = 0.0
     latency_ms: float | None = None
     finish_reason: str | None = None
+    # When the turn was said, if not now: an imported conversation keeps its own times.
+    occurred_at: datetime | None = None
+
+
+# A client clock a little ahead of ours is tolerated; a turn from the future is not.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def open_session(
@@ -71,8 +78,25 @@ def open_session(
     )
 
 
-def _turn_event(i: int, turn: TurnInput) -> DomainEvent:
+def _occurred_at(where: str, turn: TurnInput, now: datetime | None) -> str | None:
+    at = turn.occurred_at
+    if at is None:
+        return None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValidationError(
+            f"{where}.occurred_at needs a time zone (e.g. 2023-05-08T13:56:00Z)",
+            f"{where}.occurred_at",
+        )
+    if now is not None and at > now + MAX_CLOCK_SKEW:
+        raise ValidationError(
+            f"{where}.occurred_at is in the future ({at.isoformat()})", f"{where}.occurred_at"
+        )
+    return at.astimezone(UTC).isoformat()
+
+
+def _turn_event(i: int, turn: TurnInput, now: datetime | None) -> DomainEvent:
     where = f"turns[{i}]"
+    at = _occurred_at(where, turn, now)
     if turn.role not in ROLES:
         raise ValidationError(
             f"{where}.role must be one of {', '.join(ROLES)}, not {turn.role!r}", f"{where}.role"
@@ -95,7 +119,11 @@ def _turn_event(i: int, turn: TurnInput) -> DomainEvent:
                 f"{where}.tool_call_id is required on tool turns", f"{where}.tool_call_id"
             )
         return ToolResult(
-            tool_call_id=turn.tool_call_id, content=turn.content, tokens=turn.tokens, name=turn.name
+            tool_call_id=turn.tool_call_id,
+            content=turn.content,
+            tokens=turn.tokens,
+            name=turn.name,
+            occurred_at=at,
         )
     if turn.tool_call_id is not None:
         raise ValidationError(
@@ -118,15 +146,18 @@ def _turn_event(i: int, turn: TurnInput) -> DomainEvent:
             latency_ms=turn.latency_ms,
             finish_reason=turn.finish_reason,
             tool_calls=turn.tool_calls,
+            occurred_at=at,
         )
     if not turn.content:
         raise ValidationError(f"{where}.content must not be empty", f"{where}.content")
     if turn.role == "system":
-        return SystemMessage(content=turn.content, tokens=turn.tokens)
-    return UserMessage(content=turn.content, tokens=turn.tokens, name=turn.name)
+        return SystemMessage(content=turn.content, tokens=turn.tokens, occurred_at=at)
+    return UserMessage(content=turn.content, tokens=turn.tokens, name=turn.name, occurred_at=at)
 
 
-def turn_events(turns: Sequence[TurnInput]) -> list[DomainEvent]:
+def turn_events(
+    turns: Sequence[TurnInput], now: datetime | None = None
+) -> list[DomainEvent]:
     """Validate `turns` and return their events. That the session exists and is open is
     checked by the event store under the stream's lock (a closed session's stream is
     closed), so no state has to be loaded to decide."""
@@ -136,4 +167,4 @@ def turn_events(turns: Sequence[TurnInput]) -> list[DomainEvent]:
         raise ValidationError(
             f"at most {MAX_TURNS_PER_APPEND} turns can be appended at once", "turns"
         )
-    return [_turn_event(i, t) for i, t in enumerate(turns)]
+    return [_turn_event(i, t, now) for i, t in enumerate(turns)]

@@ -45,6 +45,9 @@ class Turn(msgspec.Struct, forbid_unknown_fields=True):
     cost: Annotated[float, Meta(ge=0)] = 0.0
     latency_ms: Annotated[float, Meta(ge=0)] | None = None
     finish_reason: ShortText | None = None
+    # When the turn was said (RFC 3339 with a time zone), for imported conversations;
+    # default: when it is appended.
+    occurred_at: datetime | None = None
 
 
 class AppendTurns(msgspec.Struct, forbid_unknown_fields=True):

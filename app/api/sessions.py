@@ -141,6 +141,7 @@ class SessionController(Controller):
                 cost=t.cost,
                 latency_ms=t.latency_ms,
                 finish_reason=t.finish_reason,
+                occurred_at=t.occurred_at,
             )
             for t in data.turns
         ]

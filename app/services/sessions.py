@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from domain.errors import (
     AlreadyExists,
@@ -59,6 +60,7 @@ class TurnSpec:
     cost: float = 0.0
     latency_ms: float | None = None
     finish_reason: str | None = None
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def count_turns(turns: Sequence[TurnSpec], counter: TokenCounter) -> list[TurnIn
             cost=t.cost,
             latency_ms=t.latency_ms,
             finish_reason=t.finish_reason,
+            occurred_at=t.occurred_at,
         )
         for t in turns
     ]
@@ -136,7 +139,8 @@ async def append_turns(
     The store checks, under the stream's lock, that the session exists and is open (a
     closed session's stream is closed), the expected version, and the idempotency key
     first, so a retry gets the first answer even if the session moved on since."""
-    events = turn_events(count_turns(turns, counter))  # validation fails before any I/O
+    # Validation fails before any I/O.
+    events = turn_events(count_turns(turns, counter), now=datetime.now(UTC))
     meta = ctx.metadata(idempotency_key)
     new = [NewEvent.from_domain(e, uuid7(), meta) for e in events]
     try:

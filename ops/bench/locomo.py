@@ -7,9 +7,10 @@ Reads any file in LoCoMo's format (a JSON list of samples with `conversation` an
 `../shared/data/locomo/locomo-dev.json` has five). Each conversation becomes a session:
 `speaker_a` speaks as the user, `speaker_b` as the assistant, each turn's text prefixed
 with its speaker ("Caroline: ..."); a shared photo's caption is kept as
-"[shares a photo: ...]". The log records when a turn was appended, not when it was said:
-`--dates` also prefixes each turn with its session's date ("[8 May, 2023] Caroline: ..."),
-which makes every turn ~20% longer (fewer fit a budget). The turns go through the real
+"[shares a photo: ...]". Each turn's time (`occurred_at`) comes from its session's date
+("1:56 pm on 8 May, 2023", UTC), 30 seconds apart within a session. `--dates` also
+prefixes each turn with that date ("[8 May, 2023] Caroline: ..."), which makes every
+turn ~20% longer (fewer fit a budget). The turns go through the real
 service (hash chain, projections) and the real embeddings worker (all-MiniLM-L6-v2).
 
 Then, for every question of categories 1-4, a window is built with the question as the
@@ -29,6 +30,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +88,26 @@ def conversation_turns(sample: dict[str, Any]) -> list[tuple[str, str, TurnSpec]
     for n, key in sessions:
         date = conv.get(f"session_{n}_date_time", "")
         day = date.split(" on ", 1)[-1] if date else ""
-        for turn in conv[key]:
+        started = session_time(date)
+        for i, turn in enumerate(conv[key]):
             text = turn.get("text", "")
             if turn.get("blip_caption"):
                 text += f" [shares a photo: {turn['blip_caption']}]"
             speaker = turn["speaker"]
             role = "user" if speaker == speaker_a else "assistant"
             content = f"[{day}] {speaker}: {text}" if day and DATES else f"{speaker}: {text}"
-            out.append((turn["dia_id"], speaker, TurnSpec(role=role, content=content)))
+            at = started + timedelta(seconds=30 * i) if started else None
+            spec = TurnSpec(role=role, content=content, occurred_at=at)
+            out.append((turn["dia_id"], speaker, spec))
     return out
+
+
+def session_time(text: str) -> datetime | None:
+    """LoCoMo's "1:56 pm on 8 May, 2023" as a UTC time; None when absent or unreadable."""
+    try:
+        return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 async def ingest(

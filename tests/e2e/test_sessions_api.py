@@ -266,3 +266,28 @@ async def test_tenants_are_isolated(client: httpx.AsyncClient) -> None:
     assert s not in [x["id"] for x in listed["data"]]
     # The same id can exist in another tenant, as a separate session.
     assert (await client.post("/v1/sessions", json={"id": s}, headers=other)).status_code == 201
+
+
+async def test_imported_turns_keep_their_times(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await create(client, s)
+    said = "2023-05-08T13:56:00+02:00"
+    r = await client.post(
+        f"/v1/sessions/{s}/turns",
+        json={"turns": [{"role": "user", "content": "I adopted a dog.", "occurred_at": said}]},
+    )
+    assert r.status_code == 201, r.text
+    events = await all_events(client, s)
+    assert events[1]["data"]["occurred_at"] == "2023-05-08T11:56:00+00:00"
+    r = await client.post(
+        f"/v1/sessions/{s}/turns",
+        json={"turns": [{"role": "user", "content": "x", "occurred_at": "2023-05-08T13:56:00"}]},
+    )
+    assert r.status_code == 422
+    assert r.json()["field"] == "turns[0].occurred_at" and "time zone" in r.json()["detail"]
+    r = await client.post(
+        f"/v1/sessions/{s}/turns",
+        json={"turns": [{"role": "user", "content": "x", "occurred_at": "yesterday"}]},
+    )
+    assert r.status_code in (400, 422) and "occurred_at" in r.text
+    assert len(await all_events(client, s)) == 2
