@@ -53,6 +53,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[name] = value
     settings = settings_module.validate(replace(settings, **overrides))
+    # The proxy's providers and models: checked now, so a mistake stops the start.
+    from app.proxy_config import load_proxy_config
+
+    if getattr(args, "config", None):
+        os.environ["CONTEXTGATE_CONFIG"] = str(args.config)  # for the app and its workers
+    proxy_config = load_proxy_config(None, os.environ)
 
     from adapters import embedded_pg
 
@@ -68,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Contextgate listening on {where}  (OpenAPI: {where}/schema)", flush=True)
     db_label = "embedded PostgreSQL in " + str(settings.data_dir) if settings.embedded else ""
     print(f"database: {db_label or redact_url(url)}", flush=True)
+    providers = ", ".join(f"{p.name} ({p.kind})" for p in proxy_config.providers.values())
+    print(f"providers: {providers}; default: {proxy_config.default_provider}", flush=True)
     if new_key:
         print(f"admin key (shown once, stored hashed): {new_key}", flush=True)
     elif settings.admin_key:

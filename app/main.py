@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from adapters.postgres.database import Database
 from adapters.postgres.migrate import alembic_config
 from adapters.postgres.notifier import Notifier
 from adapters.postgres.session_repository import PostgresSessions
+from adapters.providers.http import make_client
 from adapters.tokenizers import TiktokenCounter
 from app import settings as settings_module
 from app.api.auth import KeyCache
@@ -25,20 +27,30 @@ from app.api.context import ContextController
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
+from app.api.proxy import ProxyController
 from app.api.sessions import SessionController
 from app.embedders import build_embedder
 from app.heap import freeze_startup_heap
 from app.mcp_server import McpPorts, build_server, http_mount
+from app.providers import build_providers
+from app.proxy_config import load_proxy_config
 from app.services.context import ContextPorts
+from app.services.proxy import ProxyPorts
 from app.settings import Settings
 from app.workers.embeddings import EmbeddingsWorker
 from app.workers.jobs import build_scheduler, compaction_ports
+from domain.proxy.breaker import Transition
 
 DATABASE_URL_ENV = "CONTEXTGATE_DATABASE_URL"
 
 
 def schema_head(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def log_transition(transition: Transition) -> None:
+    """Circuit breakers opening and closing are worth a line in the log."""
+    logging.getLogger("contextgate.router").warning("circuit %s", transition.to_dict())
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
@@ -55,6 +67,16 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     background: set[asyncio.Task[None]] = set()
     scheduler = build_scheduler(
         settings, database_url, compaction_ports(settings, db, sessions.events, counter)
+    )
+    proxy_config = load_proxy_config(None, os.environ)  # checked by `serve` before start
+    http = make_client()  # the one pooled HTTP client of every provider
+    proxy_ports = ProxyPorts(
+        config=proxy_config,
+        router=proxy_config.router(on_transition=log_transition),
+        providers=build_providers(proxy_config, http, os.environ),
+        events=sessions.events,
+        context=context_ports,
+        counter=counter,
     )
 
     @asynccontextmanager
@@ -78,10 +100,12 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await scheduler.stop()
             await notifier.stop()
             embedder.close()
+            await http.aclose()
             await db.dispose()
 
     app = Litestar(
         route_handlers=[
+            ProxyController,
             SessionController,
             ContextController,
             ProjectionsController,
@@ -110,6 +134,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.context_ports = context_ports
     app.state.embeddings = embeddings
     app.state.key_cache = KeyCache(keys)
+    app.state.proxy = proxy_ports
     app.state.schema_head = schema_head(database_url)
     return app
 

@@ -4,6 +4,7 @@ Nothing here reads the whole history (except for the `full` strategy, capped).""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -11,8 +12,12 @@ from adapters.postgres import search
 from adapters.postgres.database import Connection, Database
 from domain.context.inputs import Candidate, Summary, Turn
 from domain.context.ports import SessionFacts
+from domain.context.window import ToolCallRef
 
-TURN_COLUMNS = "seq, stream_version, global_position, role, content, tokens, created_at, name"
+TURN_COLUMNS = (
+    "seq, stream_version, global_position, role, content, tokens, created_at, name, "
+    "tool_call_id, tool_calls"
+)
 SESSION = """SELECT user_id, version, turn_count, status FROM sessions
     WHERE tenant_id = $1 AND session_id = $2"""
 NEWEST_TURNS = f"""SELECT {TURN_COLUMNS} FROM turns
@@ -36,7 +41,27 @@ def turn_from_row(row: Any, session_id: str | None = None) -> Turn:
         tokens=row["tokens"],
         created_at=row["created_at"],
         name=row["name"],
+        tool_call_id=row["tool_call_id"],
+        tool_calls=tool_call_refs(row["tool_calls"]),
     )
+
+
+def tool_call_refs(value: Any) -> tuple[ToolCallRef, ...]:
+    """An assistant turn's tool calls as recorded: flat ({id, name, arguments}, as the
+    proxy records them) or in OpenAI's shape ({id, function: {name, arguments}})."""
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for call in value:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        fn: dict[str, Any] = function if isinstance(function, dict) else call
+        arguments = fn.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        out.append(ToolCallRef(str(call.get("id", "")), str(fn.get("name", "")), arguments))
+    return tuple(out)
 
 
 async def session_row(conn: Connection, tenant_id: str, session_id: str) -> Any:

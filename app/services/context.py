@@ -48,17 +48,25 @@ class ContextRequest:
     shares: BudgetShares = DEFAULT_SHARES
     across_sessions: bool = False  # also retrieve from the same user's other sessions
     system_prompt: str | None = None
+    # The model's limits when the caller has them (the proxy's routing config); else
+    # they come from app/model_catalog.py and an unknown model is refused.
+    context_limit: int | None = None
+    max_output: int | None = None
 
 
 def budget_for(request: ContextRequest, counter: TokenCounter) -> Budget:
-    info = lookup_model(request.model)
+    if request.context_limit is not None:  # the caller knows the model (the proxy's config)
+        limit, max_output = request.context_limit, request.max_output or 0
+    else:
+        info = lookup_model(request.model)
+        limit, max_output = info.context_limit, info.max_output
     ratio = counter.ratio(request.model)
     if request.budget is None:
-        return Budget(info.context_limit, info.max_output, ratio)
-    if not 1 <= request.budget <= info.context_limit:
+        return Budget(limit, max_output, ratio)
+    if not 1 <= request.budget <= limit:
         raise ValidationError(
             f"budget must be between 1 and {request.model}'s context limit "
-            f"({info.context_limit} tokens), not {request.budget}",
+            f"({limit} tokens), not {request.budget}",
             "budget",
         )
     return Budget(request.budget, 0, ratio)

@@ -214,6 +214,7 @@ class ProxyError(Exception):
         *,
         param: str | None = None,
         retry_after: float | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -221,6 +222,9 @@ class ProxyError(Exception):
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        # The provider's own HTTP status, when this reports a provider's failure: the
+        # router decides on it (a provider's 401 is another deployment's chance).
+        self.upstream_status = upstream_status
 
 
 def invalid(message: str, param: str | None = None) -> ProxyError:

@@ -593,14 +593,14 @@ def upstream_error(status: int, message: str, retry_after: float | None = None) 
         else f"The provider answered {status}."
     )
     if status in (400, 413, 422):
-        return ProxyError(400, "invalid_request", text)
+        return ProxyError(400, "invalid_request", text, upstream_status=status)
     if status == 429:
-        return ProxyError(429, "rate_limit", text, retry_after=retry_after)
+        return ProxyError(429, "rate_limit", text, retry_after=retry_after, upstream_status=status)
     if status in (408, 504):
-        return ProxyError(504, "timeout", text)
+        return ProxyError(504, "timeout", text, upstream_status=status)
     if status in (503, 529):
-        return ProxyError(503, "overloaded", text, retry_after=retry_after)
-    return ProxyError(502, "upstream", text)
+        return ProxyError(503, "overloaded", text, retry_after=retry_after, upstream_status=status)
+    return ProxyError(502, "upstream", text, upstream_status=status)
 
 
 def parse_upstream_error(status: int, body: Any, retry_after: float | None = None) -> ProxyError:

@@ -40,7 +40,9 @@ class Server:
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTGATE_")}
+    # Nothing from the ambient environment decides which providers exist.
+    ambient = ("CONTEXTGATE_", "OPENAI_", "ANTHROPIC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ambient)}
     env.pop("DATABASE_URL", None)
     env.update(
         CONTEXTGATE_DATABASE_URL=database_url,

@@ -1,0 +1,345 @@
+"""The proxy's inbound endpoints, wire-compatible with the official SDKs: OpenAI chat
+completions and models, Anthropic messages. Errors come back in the caller's dialect
+(OpenAI's or Anthropic's error body), not as problem details.
+
+The request path is kept lean: the body is decoded once with msgspec, the dialect's
+parser builds the canonical request, and responses are encoded bytes; no validation
+layer, dependency injection or per-request logging on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.response import Stream
+
+from app.services import proxy
+from domain.access import Principal
+from domain.ids import uuid7
+from domain.proxy import anthropic_wire, openai_wire
+from domain.proxy.chat import (
+    ChatRequest,
+    ChatResponse,
+    Delta,
+    FinishReason,
+    ProxyError,
+    StreamAccumulator,
+    ToolCallDelta,
+)
+from domain.proxy.sse import SSE_DONE, json_bytes, sse_data, sse_event
+
+log = logging.getLogger("contextgate.proxy")
+JSON = "application/json"
+SSE = "text/event-stream"
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    parse: Callable[[dict[str, Any]], ChatRequest]
+    render: Callable[[ChatResponse, str], dict[str, Any]]
+    error_body: Callable[[ProxyError], dict[str, Any]]
+
+
+OPENAI = Dialect(
+    "openai", openai_wire.parse_chat_request, openai_wire.render_chat_response,
+    openai_wire.error_body,
+)  # fmt: skip
+ANTHROPIC = Dialect(
+    "anthropic", anthropic_wire.parse_messages_request, anthropic_wire.render_message_response,
+    anthropic_wire.error_body,
+)  # fmt: skip
+
+
+def error_response(dialect: Dialect, err: ProxyError) -> Response[bytes]:
+    headers = {}
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    if err.status == 401:
+        headers["www-authenticate"] = 'Bearer realm="contextgate"'
+    return Response(
+        content=json_bytes(dialect.error_body(err)),
+        status_code=err.status,
+        media_type=JSON,
+        headers=headers,
+    )
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+    """`Authorization: Bearer <key>` or Anthropic's `x-api-key: <key>`."""
+    key = None
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            key = value.strip() or None
+    key = key or request.headers.get("x-api-key") or None
+    if key is None:
+        raise ProxyError(
+            401,
+            "authentication",
+            "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+        )
+    principal: Principal | None = await request.app.state.key_cache.resolve(key)
+    if principal is None:
+        raise ProxyError(401, "authentication", "the API key is not valid or was revoked")
+    if not ("admin" in principal.roles or "app" in principal.roles):
+        raise ProxyError(403, "permission", "this key lacks the 'app' role needed for model calls")
+    return principal
+
+
+async def json_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        raise ProxyError(400, "invalid_request", "the request needs a JSON body")
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProxyError(400, "invalid_request", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, "invalid_request", "the body must be a JSON object")
+    return body
+
+
+def _header_int(request: Request[Any, Any, Any], name: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ProxyError(
+            400, "invalid_request", f"{name} must be a whole number of tokens", param=name
+        ) from None
+    if number < 1:
+        raise ProxyError(400, "invalid_request", f"{name} must be at least 1", param=name)
+    return number
+
+
+def call_meta(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    dialect: str,
+    body: dict[str, Any],
+    chat: ChatRequest,
+) -> proxy.CallMeta:
+    """Stateful when a session is named: X-Session-Id, else `metadata.session_id`."""
+    session_id = request.headers.get("x-session-id")
+    if session_id is None:
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("session_id"), str):
+            session_id = metadata["session_id"]
+    tenant = principal.tenant_for(
+        request.headers.get("x-tenant-id"), request.app.state.settings.default_tenant
+    )
+    return proxy.CallMeta(
+        tenant_id=tenant,
+        key_id=principal.key_id,
+        dialect=dialect,
+        session_id=session_id or None,
+        idempotency_key=request.headers.get("idempotency-key") or None,
+        strategy=request.headers.get("x-context-strategy") or None,
+        budget=_header_int(request, "x-context-budget"),
+        user_id=chat.user,
+    )
+
+
+def _headers(call: proxy.Call, cache: str = "miss") -> dict[str, str]:
+    return {"x-session-id": call.session_id, "x-cache": cache}
+
+
+async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[Any]:
+    ports: proxy.ProxyPorts = request.app.state.proxy
+    call: proxy.Call | None = None
+    try:
+        principal = await authenticate(request)
+        body = await json_body(request)
+        chat = dialect.parse(body)
+        meta = call_meta(request, principal, dialect.name, body, chat)
+        call = await proxy.prepare(ports, meta, chat)
+        if call.replay is not None:
+            return _answer(dialect, call, call.replay, replayed=True)
+        if chat.stream:
+            return await _stream(ports, dialect, call)
+        response, deployment = await proxy.complete(ports, call)
+        await proxy.record(ports, call, response, deployment)
+        return _answer(dialect, call, response)
+    except ProxyError as err:
+        if call is not None and call.replay is None:
+            await _record_failure(ports, call, err)
+        return error_response(dialect, err)
+    except ValueError as err:  # a domain ValidationError escaping a parser
+        return error_response(dialect, ProxyError(400, "invalid_request", str(err)))
+
+
+async def _record_failure(ports: proxy.ProxyPorts, call: proxy.Call, err: ProxyError) -> None:
+    try:
+        await proxy.record_failure(ports, call, err)
+    except Exception:  # the caller gets the provider's error either way
+        log.exception("could not record a failed call on session %s", call.session_id)
+
+
+def _answer(
+    dialect: Dialect, call: proxy.Call, response: ChatResponse, *, replayed: bool = False
+) -> Response[Any]:
+    headers = _headers(call)
+    if replayed:
+        headers["idempotent-replayed"] = "true"
+    if call.request.stream:
+        return Stream(_replay_stream(dialect, response), media_type=SSE, headers=headers)
+    return Response(
+        content=json_bytes(dialect.render(response, call.request.model)),
+        media_type=JSON,
+        headers=headers,
+    )
+
+
+async def _replay_stream(dialect: Dialect, response: ChatResponse) -> AsyncIterator[bytes]:
+    """A stored (or cached) answer, streamed: the text in one delta, then the end."""
+    deltas = [Delta(text=response.content)] if response.content else []
+    deltas += [
+        Delta(tool_call=ToolCallDelta(i, c.id, c.name, c.arguments))
+        for i, c in enumerate(response.tool_calls)
+    ]
+    deltas.append(Delta(finish_reason=response.finish_reason, usage=response.usage))
+    for chunk in _render_stream(dialect, response.id, response.model, deltas, response):
+        yield chunk
+
+
+def _render_stream(
+    dialect: Dialect, id: str, model: str, deltas: list[Delta], response: ChatResponse
+) -> list[bytes]:
+    out: list[bytes] = []
+    if dialect is OPENAI:
+        r = openai_wire.ChatStreamRenderer(id, model, response.created, include_usage=True)
+        for d in deltas:
+            out.extend(sse_data(c) for c in r.delta(d))
+        out.extend(sse_data(c) for c in r.finish())
+        out.append(SSE_DONE)
+        return out
+    a = anthropic_wire.MessageStreamRenderer(id, model)
+    out.extend(sse_event(n, e) for n, e in a.start())
+    for d in deltas:
+        out.extend(sse_event(n, e) for n, e in a.delta(d))
+    out.extend(sse_event(n, e) for n, e in a.finish())
+    return out
+
+
+async def _stream(ports: proxy.ProxyPorts, dialect: Dialect, call: proxy.Call) -> Response[Any]:
+    """Commit to a deployment (a failure before its first delta falls back), then relay.
+    The provider's stream is consumed by a task of its own: if the caller goes away the
+    answer is still completed and recorded (finish reason "client_disconnected")."""
+    deployment, first, upstream = await proxy.open_stream(ports, call)
+    accumulator = StreamAccumulator(f"chatcmpl-{uuid7().hex}", deployment.model, int(time.time()))
+    queue: asyncio.Queue[Delta | ProxyError] = asyncio.Queue()
+    state = {"disconnected": False}
+
+    async def pump() -> None:
+        error: ProxyError | None = None
+        try:
+            async for delta in proxy.relay(ports, call, deployment, first, upstream, accumulator):
+                queue.put_nowait(delta)
+        except ProxyError as exc:
+            error = exc
+        except Exception as exc:  # a bug or a transport failure: end the stream cleanly
+            log.exception("stream from %s failed", deployment.id)
+            error = ProxyError(502, "upstream", f"the provider's stream failed: {exc}")
+        finish: FinishReason | None = "client_disconnected" if state["disconnected"] else None
+        if error is not None:
+            finish = "error"
+        try:
+            # Before the stream's last bytes: the next request sees this answer at once.
+            await proxy.record(ports, call, accumulator.response(finish), deployment)
+        except Exception:
+            log.exception("could not record the answer on session %s", call.session_id)
+        queue.put_nowait(error or _END)
+
+    task = asyncio.create_task(pump())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+    async def body() -> AsyncIterator[bytes]:
+        if dialect is OPENAI:
+            renderer = openai_wire.ChatStreamRenderer(
+                accumulator.id, call.request.model, accumulator.created,
+                include_usage=call.request.include_usage,
+            )  # fmt: skip
+        else:
+            anthropic = anthropic_wire.MessageStreamRenderer(
+                accumulator.id, call.request.model, call.window_tokens
+            )
+            for name, event in anthropic.start():
+                yield sse_event(name, event)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, ProxyError):
+                    if dialect is OPENAI:
+                        yield sse_data(openai_wire.error_body(item))
+                    else:
+                        name, event = anthropic_wire.error_event(item)
+                        yield sse_event(name, event)
+                    return
+                if dialect is OPENAI:
+                    for chunk in renderer.delta(item):
+                        yield sse_data(chunk)
+                else:
+                    for name, event in anthropic.delta(item):
+                        yield sse_event(name, event)
+            if dialect is OPENAI:
+                for chunk in renderer.finish():
+                    yield sse_data(chunk)
+                yield SSE_DONE
+            else:
+                for name, event in anthropic.finish():
+                    yield sse_event(name, event)
+        except (asyncio.CancelledError, GeneratorExit):
+            state["disconnected"] = True  # the pump goes on; the answer is recorded
+            raise
+
+    return Stream(body(), media_type=SSE, headers=_headers(call))
+
+
+_tasks: set[asyncio.Task[None]] = set()  # pumps outlive a caller that went away
+_END = ProxyError(200, "end", "the end of a stream")  # the pump's last item when all went well
+
+
+class ProxyController(Controller):
+    path = "/v1"
+    tags = ["proxy"]
+    include_in_schema = True
+
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="OpenAI chat completions (stateful with X-Session-Id)",
+    )
+    async def chat_completions(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        return await serve(request, OPENAI)
+
+    @post("/messages", status_code=200, summary="Anthropic messages (stateful with X-Session-Id)")
+    async def messages(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        return await serve(request, ANTHROPIC)
+
+    @get("/models", summary="The model aliases this gateway serves (OpenAI's list)")
+    async def models(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            await authenticate(request)
+        except ProxyError as err:
+            return error_response(OPENAI, err)
+        config = request.app.state.proxy.config
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "contextgate"}
+            for name in config.model_names()
+        ]
+        return Response(content=json_bytes({"object": "list", "data": data}), media_type=JSON)
