@@ -29,6 +29,7 @@ from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
 from app.api.proxy import ProxyController
 from app.api.sessions import SessionController
+from app.api.usage import UsageController
 from app.embedders import build_embedder
 from app.heap import freeze_startup_heap
 from app.mcp_server import McpPorts, build_server, http_mount
@@ -39,6 +40,7 @@ from app.services.proxy import ProxyPorts
 from app.settings import Settings
 from app.workers.embeddings import EmbeddingsWorker
 from app.workers.jobs import build_scheduler, compaction_ports
+from app.workers.usage import UsageWorker
 from domain.proxy.breaker import Transition
 
 DATABASE_URL_ENV = "CONTEXTGATE_DATABASE_URL"
@@ -61,6 +63,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     counter = TiktokenCounter(settings.tokenizer)
     embedder = build_embedder(settings)
     embeddings = EmbeddingsWorker(db, embedder)
+    usage = UsageWorker(db)
     context_ports = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
     mcp = build_server(McpPorts(sessions, counter, context_ports, db, embedder))
     mcp_route = http_mount(mcp, settings)
@@ -92,11 +95,13 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         if settings.jobs:
             await scheduler.start()
             embeddings.start()
+            usage.start()
         try:
             async with mcp.session_manager.run():
                 yield
         finally:
             await embeddings.stop()
+            await usage.stop()
             await scheduler.stop()
             await notifier.stop()
             embedder.close()
@@ -106,6 +111,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app = Litestar(
         route_handlers=[
             ProxyController,
+            UsageController,
             SessionController,
             ContextController,
             ProjectionsController,

@@ -354,12 +354,16 @@ async def test_a_second_concurrent_call_on_a_session_is_refused(
     s = sid()
     slow = asyncio.create_task(
         oa.chat.completions.create(
-            model="gpt-4o-mini+slow-800",
+            model="gpt-4o-mini+slow-1500",
             messages=[{"role": "user", "content": "take your time"}],
             extra_headers={"X-Session-Id": s},
         )
     )
-    await asyncio.sleep(0.3)
+    for _ in range(100):  # until the first call's turn is in the log (its call in flight)
+        r = await http.get(f"/v1/sessions/{s}")
+        if r.status_code == 200 and r.json()["turn_count"] == 1:
+            break
+        await asyncio.sleep(0.02)
     with pytest.raises(openai.ConflictError) as refused:
         await oa.chat.completions.create(
             model="gpt-4o-mini",
@@ -429,3 +433,26 @@ async def test_errors_come_back_in_openai_shape(
 async def test_models_lists_the_aliases(oa: openai.AsyncOpenAI) -> None:
     names = [m.id async for m in oa.models.list()]
     assert {"resilient", "fragile", "echo"} <= set(names)
+
+
+async def test_usage_reports_calls_tokens_and_cost(
+    oa: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    before = (await http.get("/v1/usage", params={"group_by": "model"})).json()
+    mini = {r["model"]: r for r in before["data"]}.get("gpt-4o-mini", {"calls": 0, "cost": "0"})
+    for text in ("count me", "and me"):
+        await oa.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+    r = await http.get("/v1/usage", params={"group_by": "model,key"})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    rows = [row for row in report["data"] if row["model"] == "gpt-4o-mini"]
+    assert sum(row["calls"] for row in rows) == mini["calls"] + 2  # counted at once
+    assert all(row["key_id"] for row in rows)
+    assert float(sum(float(row["cost"]) for row in rows)) > float(mini["cost"])
+    assert report["totals"]["calls"] >= 2 and report["totals"]["input_tokens"] > 0
+    bad = await http.get("/v1/usage", params={"group_by": "color"})
+    assert bad.status_code == 422 and "group_by" in bad.text
+    bad = await http.get("/v1/usage", params={"start": "yesterday"})
+    assert bad.status_code == 422 and "start" in bad.text
