@@ -10,7 +10,13 @@ from adapters.postgres.database import Database
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import TiktokenCounter
 from app.services import sessions as svc
-from app.services.context import ContextPorts, ContextRequest, build_context, record_window
+from app.services.context import (
+    WHOLE_SESSION_NOTE,
+    ContextPorts,
+    ContextRequest,
+    build_context,
+    record_window,
+)
 from domain.context.errors import ContextBudgetTooSmall
 from domain.errors import NotFound, ValidationError
 
@@ -71,3 +77,33 @@ async def test_errors(db: Database) -> None:
         await build_context(ports, ContextRequest("acme", "s", "gpt-99"))
     with pytest.raises(ValidationError, match="strategy"):
         await build_context(ports, ContextRequest("acme", "s", "gpt-4o", strategy="x"))
+
+
+class CountingEmbedder:
+    """Counts query embeddings; the vectors are constant (the search is not the point)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def embed_query(self, text: str) -> list[float]:
+        self.calls += 1
+        return [1.0] + [0.0] * 383
+
+
+async def test_a_session_that_fits_whole_needs_no_retrieval(db: Database) -> None:
+    seeded_ports = await seeded(db, 6)
+    embedder = CountingEmbedder()
+    ports = ContextPorts(seeded_ports.reader, seeded_ports.counter, seeded_ports.events, embedder)
+    roomy = await build_context(ports, ContextRequest("acme", "s", "gpt-4o-mini", budget=4000))
+    assert embedder.calls == 0
+    assert roomy.notes[-1] == WHOLE_SESSION_NOTE
+    recent = roomy.section("recent")
+    assert recent is not None and len(recent.messages) == 5  # every turn before the current
+    # A budget too small for the whole session: the query is embedded and searched.
+    tight = await build_context(ports, ContextRequest("acme", "s", "gpt-4o-mini", budget=40))
+    assert embedder.calls == 1 and WHOLE_SESSION_NOTE not in tight.notes
+    # The same with a query given (its vector starts at once): cancelled when unneeded.
+    asked = await build_context(
+        ports, ContextRequest("acme", "s", "gpt-4o-mini", budget=4000, query="turn 3?")
+    )
+    assert asked.notes[-1] == WHOLE_SESSION_NOTE
