@@ -28,6 +28,7 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
 from app.api.proxy import ProxyController
+from app.api.responses import ResponsesController
 from app.api.sessions import SessionController
 from app.api.usage import UsageController
 from app.embedders import build_embedder
@@ -111,6 +112,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app = Litestar(
         route_handlers=[
             ProxyController,
+            ResponsesController,
             UsageController,
             SessionController,
             ContextController,

@@ -22,6 +22,7 @@ from litestar.response import Stream
 
 from app.services import proxy
 from domain.access import Principal
+from domain.errors import DomainError
 from domain.ids import uuid7
 from domain.proxy import anthropic_wire, openai_wire
 from domain.proxy.chat import (
@@ -176,8 +177,9 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
         if call is not None and call.replay is None:
             await _record_failure(ports, call, err)
         return error_response(dialect, err)
-    except ValueError as err:  # a domain ValidationError escaping a parser
-        return error_response(dialect, ProxyError(400, "invalid_request", str(err)))
+    except (ValueError, DomainError) as err:  # e.g. a bad X-Tenant-Id for this key
+        param = getattr(err, "field", None)
+        return error_response(dialect, ProxyError(400, "invalid_request", str(err), param=param))
 
 
 async def _record_failure(ports: proxy.ProxyPorts, call: proxy.Call, err: ProxyError) -> None:

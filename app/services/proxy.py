@@ -73,6 +73,7 @@ from domain.session import check_session_id, stream_id_for
 # as a call in flight.
 PENDING_TTL = timedelta(minutes=10)
 HISTORY_TURNS = 200  # stored turns compared with a client that resends its history
+REPLAY_WINDOW = 1000  # events searched for the answer of an idempotent retry
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class CallMeta:
     budget: int | None = None  # context budget in tokens; default from the config
     user_id: str | None = None
     session_metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The caller appended this call's input itself (the Responses API does, to know
+    # its response id first): the newest turn is this call's, not another's in flight.
+    input_stored: bool = False
 
 
 @dataclass
@@ -207,13 +211,19 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     history = list(reversed(newest))  # oldest first
     new = _new_messages(history, list(request.messages))
     replay = None
-    if meta.idempotency_key is not None:
-        replay = await _stored_answer(ports, tenant, session_id, 0, meta.idempotency_key)
+    if meta.idempotency_key is not None and facts is not None:
+        # A retry comes soon after its first attempt: its answer is among the newest events.
+        after = max(0, version - REPLAY_WINDOW)
+        replay = await _stored_answer(ports, tenant, session_id, after, meta.idempotency_key)
     if replay is None:
         if new:
             _refuse_if_pending(history, version)
             version = await _append_turns(ports, meta, session_id, new, version)
-        elif not history or history[-1].role not in ("user", "tool"):
+        elif not meta.input_stored:
+            # Nothing new: a retry of a turn whose call failed (answered again), or of
+            # one whose call is still in flight (refused: it would call twice).
+            _refuse_if_pending(history, version)
+        if not new and (not history or history[-1].role not in ("user", "tool")):
             raise ProxyError(
                 400,
                 "invalid_request",
@@ -221,9 +231,14 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
                 "its stored history); send the next user turn",
                 param="messages",
             )
-    window = await _window(ports, meta, request, session_id)
-    provider_request = window_request(request, window)
-    decision = _plan(ports, provider_request, window.used_tokens)
+    try:
+        window = await _window(ports, meta, request, session_id)
+        provider_request = window_request(request, window)
+        decision = _plan(ports, provider_request, window.used_tokens)
+    except ProxyError as exc:
+        if replay is None:  # the turn just stored must not wait for an answer forever
+            await _append_failure(ports, meta, session_id, exc, {})
+        raise
     return Call(
         meta=meta,
         request=provider_request,
@@ -646,20 +661,23 @@ async def record_failure(ports: ProxyPorts, call: Call, error: ProxyError) -> No
     says it was not answered (so the session is not left waiting)."""
     if not call.stateful:
         return
+    details = {"attempts": [a.to_dict() for a in call.attempts], "route": call.decision.to_dict()}
+    await _append_failure(ports, call.meta, call.session_id, error, details)
+
+
+async def _append_failure(
+    ports: ProxyPorts, meta: CallMeta, session_id: str, error: ProxyError, details: dict[str, Any]
+) -> None:
     event = PolicyApplied(
         policy="route",
         decision="failed",
         reason=error.message[:500],
-        details={
-            "status": error.status,
-            "attempts": [a.to_dict() for a in call.attempts],
-            "route": call.decision.to_dict(),
-        },
+        details={"status": error.status, **details},
     )
     await ports.events.append(
-        call.meta.tenant_id,
-        stream_id_for(call.session_id),
-        [NewEvent.from_domain(event, uuid7(), {"key_id": call.meta.key_id})],
+        meta.tenant_id,
+        stream_id_for(session_id),
+        [NewEvent.from_domain(event, uuid7(), {"key_id": meta.key_id})],
         must_exist=True,
     )
 

@@ -386,7 +386,7 @@ async def start(
         break
     else:
         raise ProxyError(409, "conflict", "the response chain is moving too fast; retry")
-    session_meta = replace(meta, session_id=target.session_id)
+    session_meta = replace(meta, session_id=target.session_id, input_stored=True)
     # The input is stored: the proxy finds it at the end of the session (only the last
     # message is given, to be recognised as stored) and builds the window from there.
     request = replace(chat, messages=chat.messages[-1:])

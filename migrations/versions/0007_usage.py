@@ -4,8 +4,8 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-25
 
-Rows are added to by `cg_project_usage(batch)`, which folds the AssistantMessage events
-after its checkpoint (`projection_checkpoints`, name 'usage') into the day's totals and
+Rows are added to by `cg_project_usage(batch)`, which folds the answers the proxy
+recorded (AssistantMessage events with a routing decision) after its checkpoint (`projection_checkpoints`, name 'usage') into the day's totals and
 moves the checkpoint, in one statement. It runs off the request path (a worker every
 second) and before `GET /v1/usage` answers, so a report is never stale; one row per
 (tenant, day, key, model) stays small however many calls there are (no per-call spend
@@ -72,7 +72,8 @@ BEGIN
                count(*) FILTER (WHERE coalesce((b.data->>'cached')::boolean, false)),
                sum(coalesce((b.metadata->>'cost')::numeric, (b.data->>'cost')::numeric, 0))
         FROM batch b
-        WHERE b.type = 'AssistantMessage'
+        -- the answers the proxy recorded (a turn a client appended is not a call)
+        WHERE b.type = 'AssistantMessage' AND b.metadata ? 'route'
         GROUP BY 1, 2, 3, 4
         ON CONFLICT (tenant_id, day, key_id, model) DO UPDATE
         SET calls = u.calls + excluded.calls,
