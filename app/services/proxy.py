@@ -72,7 +72,9 @@ from domain.session import check_session_id, stream_id_for
 # A turn waiting for its answer this long is taken as abandoned (its call crashed), not
 # as a call in flight.
 PENDING_TTL = timedelta(minutes=10)
-HISTORY_TURNS = 200  # stored turns compared with a client that resends its history
+# Stored turns compared with a client that resends its history: as many as it sent
+# (a repeat is a prefix of what it sent), at most this many.
+HISTORY_TURNS = 200
 REPLAY_WINDOW = 1000  # events searched for the answer of an idempotent retry
 
 
@@ -200,7 +202,8 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     tenant = meta.tenant_id
     reader = ports.context.reader
     facts, newest = await asyncio.gather(
-        reader.session(tenant, session_id), reader.newest_turns(tenant, session_id, HISTORY_TURNS)
+        reader.session(tenant, session_id),
+        reader.newest_turns(tenant, session_id, min(HISTORY_TURNS, len(request.messages) + 1)),
     )
     created = False
     if facts is None:
