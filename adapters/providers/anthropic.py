@@ -13,6 +13,7 @@ from adapters.providers.http import (
     timeout_for,
     unreachable,
 )
+from adapters.providers.openai import broken_stream
 from domain.proxy import anthropic_wire
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, ProxyError
 from domain.proxy.sse import SSEDecoder
@@ -106,7 +107,7 @@ class AnthropicProvider:
                         if event == "message_stop" or obj.get("type") == "message_stop":
                             stopped = True
             except httpx.HTTPError as exc:
-                raise unreachable(self.name, exc) from None
+                raise broken_stream(self.name, exc) from None
             if not stopped:
                 raise ProxyError(502, "upstream", f"provider {self.name!r} ended the stream early")
         finally:

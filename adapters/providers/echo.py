@@ -4,37 +4,52 @@ message (and says how much context it was given), streamed word by word."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 
 from domain.ids import uuid7
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, FinishReason, Usage
 
+_WORD = re.compile(r"\S+")
+
 
 def _words(text: str) -> int:
     return len(text.split())
 
 
+def _cut(text: str, limit: int) -> str | None:
+    """The first `limit` words of `text` with their spacing (newlines kept), or None
+    when the text has no more words than that."""
+    end = 0
+    for n, match in enumerate(_WORD.finditer(text)):
+        if n == limit:
+            return text[:end]
+        end = match.end()
+    return None
+
+
 class EchoProvider:
     name = "echo"
 
-    def _answer(self, request: ChatRequest) -> tuple[str, Usage]:
+    def _answer(self, request: ChatRequest) -> tuple[str, Usage, FinishReason]:
+        """The answer, its usage (whitespace words), and "length" when max_tokens cut
+        it (an answer that fits exactly is whole: "stop")."""
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         turns = len(request.messages)
         text = f"Echo: {last}" if last else "Echo: (no user message)"
         if turns > 1:
             text += f" [{turns} messages in context]"
+        finish: FinishReason = "stop"
         if request.max_tokens is not None:
-            text = " ".join(text.split()[: request.max_tokens])
+            cut = _cut(text, request.max_tokens)
+            if cut is not None:
+                text, finish = cut, "length"
         prompt = (request.system or "") + " " + " ".join(m.content for m in request.messages)
-        return text, Usage(input_tokens=_words(prompt), output_tokens=_words(text))
+        return text, Usage(input_tokens=_words(prompt), output_tokens=_words(text)), finish
 
     async def complete(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatResponse:
-        text, usage = self._answer(request)
-        limit = request.max_tokens
-        finish: FinishReason = (
-            "length" if limit is not None and usage.output_tokens >= limit else "stop"
-        )
+        text, usage, finish = self._answer(request)
         return ChatResponse(
             id=f"echo-{uuid7().hex}",
             model=model,

@@ -21,6 +21,20 @@ from domain.proxy.sse import SSEDecoder
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+def broken_stream(provider: str, exc: httpx.HTTPError) -> ProxyError:
+    """A transport failure once the provider's stream had begun: it was reached, so not
+    `unreachable`'s wording; the same kinds (timeout, upstream) for the router."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProxyError(
+            504, "timeout", f"provider {provider!r} stopped sending its stream (timed out)"
+        )
+    return ProxyError(
+        502,
+        "upstream",
+        f"the connection to provider {provider!r} broke mid-stream ({type(exc).__name__})",
+    )
+
+
 class OpenAIProvider:
     """The key is read once, at construction, from the environment variable the config
     names; it goes into the Authorization header and nowhere else."""
@@ -97,7 +111,7 @@ class OpenAIProvider:
                     if done:
                         break
             except httpx.HTTPError as exc:
-                raise unreachable(self.name, exc) from None
+                raise broken_stream(self.name, exc) from None
             # Some compatible servers omit [DONE]; a stream that never said how it ended
             # was cut short.
             if not done and not finished:
