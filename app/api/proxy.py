@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
 from app.services import proxy
@@ -98,7 +99,17 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
 
 
 async def json_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except HTTPException as exc:  # Litestar's 413 when the body is over the limit
+        if exc.status_code != 413:
+            raise
+        limit = request.app.state.get("max_body_bytes")
+        raise ProxyError(
+            413,
+            "invalid_request",
+            f"the body is larger than the limit of {limit} bytes; send less per request",
+        ) from None
     if not raw:
         raise ProxyError(400, "invalid_request", "the request needs a JSON body")
     try:
@@ -196,7 +207,9 @@ def _answer(
     if replayed:
         headers["idempotent-replayed"] = "true"
     if call.request.stream:
-        return Stream(_replay_stream(dialect, response), media_type=SSE, headers=headers)
+        return Stream(
+            _replay_stream(dialect, response, call.request.model), media_type=SSE, headers=headers
+        )
     return Response(
         content=json_bytes(dialect.render(response, call.request.model)),
         media_type=JSON,
@@ -204,7 +217,9 @@ def _answer(
     )
 
 
-async def _replay_stream(dialect: Dialect, response: ChatResponse) -> AsyncIterator[bytes]:
+async def _replay_stream(
+    dialect: Dialect, response: ChatResponse, model: str
+) -> AsyncIterator[bytes]:
     """A stored (or cached) answer, streamed: the text in one delta, then the end."""
     deltas = [Delta(text=response.content)] if response.content else []
     deltas += [
@@ -212,7 +227,7 @@ async def _replay_stream(dialect: Dialect, response: ChatResponse) -> AsyncItera
         for i, c in enumerate(response.tool_calls)
     ]
     deltas.append(Delta(finish_reason=response.finish_reason, usage=response.usage))
-    for chunk in _render_stream(dialect, response.id, response.model, deltas, response):
+    for chunk in _render_stream(dialect, response.id, model, deltas, response):
         yield chunk
 
 

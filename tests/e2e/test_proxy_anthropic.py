@@ -698,12 +698,6 @@ async def test_a_second_concurrent_call_on_a_session_is_a_conflict(
     ]
 
 
-@pytest.mark.xfail(
-    reason="app/api/proxy.py json_body lets Litestar's 413 (RequestEntityTooLarge, raised by "
-    "request.body()) escape serve(), so it is answered as problem+json, not in the "
-    "caller's dialect",
-    strict=True,
-)
 async def test_a_body_over_the_limit_is_refused_in_anthropic_shape(
     ant: anthropic.AsyncAnthropic, fake: FakeUpstream
 ) -> None:
@@ -1356,12 +1350,6 @@ async def test_an_idempotent_stream_replay_in_anthropic_dialect(
     assert finals[1].usage.output_tokens == finals[0].usage.output_tokens
 
 
-@pytest.mark.xfail(
-    reason="app/api/proxy.py _replay_stream renders a replayed stream with the stored "
-    "response.model (the provider's model name), where the first answer showed the "
-    "requested model (call.request.model)",
-    strict=True,
-)
 async def test_a_replayed_stream_names_the_model_that_was_asked_for(
     ant: anthropic.AsyncAnthropic, fake: FakeUpstream
 ) -> None:
