@@ -39,6 +39,8 @@ class Settings:
     # the model exported once into model_cache_dir; about twice as fast) or "torch".
     query_embedder: str = "onnx"
     model_cache_dir: Path | None = None  # default: data_dir/models
+    # Embed stateless proxy calls too (each repeats the client's whole conversation).
+    embed_stateless: bool = False
     # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
     jobs: bool = True
     leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs
@@ -74,7 +76,7 @@ _INT_FIELDS = {
     "idle_after_s", "keep_recent_turns", "summarize_after", "summary_max_tokens",
     "leader_every_s",
 }  # fmt: skip
-_BOOL_FIELDS = {"jobs"}
+_BOOL_FIELDS = {"jobs", "embed_stateless"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _LOG_LEVELS = {"critical", "error", "warning", "info", "debug"}
 

@@ -75,6 +75,7 @@ PENDING_TTL = timedelta(minutes=10)
 # Stored turns compared with a client that resends its history: as many as it sent
 # (a repeat is a prefix of what it sent), at most this many.
 HISTORY_TURNS = 200
+APPEND_ATTEMPTS = 3  # reads and appends of a call's turns when other writers interfere
 REPLAY_WINDOW = 1000  # events searched for the answer of an idempotent retry
 
 
@@ -201,27 +202,35 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
         raise ProxyError(400, "invalid_request", str(exc), param="X-Session-Id") from None
     tenant = meta.tenant_id
     reader = ports.context.reader
-    facts, newest = await asyncio.gather(
-        reader.session(tenant, session_id),
-        reader.newest_turns(tenant, session_id, min(HISTORY_TURNS, len(request.messages) + 1)),
-    )
     created = False
-    if facts is None:
-        created = await _open_session(ports, meta, session_id)
-        version = 1
-    else:
-        version = facts.version
-    history = list(reversed(newest))  # oldest first
-    new = _new_messages(history, list(request.messages))
-    replay = None
-    if meta.idempotency_key is not None and facts is not None:
-        # A retry comes soon after its first attempt: its answer is among the newest events.
-        after = max(0, version - REPLAY_WINDOW)
-        replay = await _stored_answer(ports, tenant, session_id, after, meta.idempotency_key)
-    if replay is None:
+    # Another writer may move the session between the read and the append (a summary
+    # job, a context window recorded): read again and retry. A turn of another call
+    # is caught by the pending check on the new read.
+    for _ in range(APPEND_ATTEMPTS):
+        facts, newest = await asyncio.gather(
+            reader.session(tenant, session_id),
+            reader.newest_turns(tenant, session_id, min(HISTORY_TURNS, len(request.messages) + 1)),
+        )
+        if facts is None:
+            created = await _open_session(ports, meta, session_id) or created
+            version = 1
+        else:
+            version = facts.version
+        history = list(reversed(newest))  # oldest first
+        new = _new_messages(history, list(request.messages))
+        replay = None
+        if meta.idempotency_key is not None and facts is not None:
+            # A retry comes soon after its first attempt: its answer is among the newest.
+            after = max(0, version - REPLAY_WINDOW)
+            replay = await _stored_answer(ports, tenant, session_id, after, meta.idempotency_key)
+        if replay is not None:
+            break
         if new:
             _refuse_if_pending(history, version)
-            version = await _append_turns(ports, meta, session_id, new, version)
+            appended = await _append_turns(ports, meta, session_id, new, version)
+            if appended is None:
+                continue
+            version = appended
         elif not meta.input_stored:
             # Nothing new: a retry of a turn whose call failed (answered again), or of
             # one whose call is still in flight (refused: it would call twice).
@@ -234,6 +243,13 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
                 "its stored history); send the next user turn",
                 param="messages",
             )
+        break
+    else:
+        raise ProxyError(
+            409,
+            "conflict",
+            "the session kept changing while this turn was being added; retry the request",
+        )
     try:
         window = await _window(ports, meta, request, session_id)
         provider_request = window_request(request, window)
@@ -339,7 +355,9 @@ def _tool_call_dict(call: Any) -> dict[str, Any]:
 
 async def _append_turns(
     ports: ProxyPorts, meta: CallMeta, session_id: str, new: Sequence[Message], version: int
-) -> int:
+) -> int | None:
+    """Append the new turns at `version`; their last version, or None when the session
+    moved meanwhile."""
     metadata = {"key_id": meta.key_id, "via": meta.dialect}
     events = [NewEvent.from_domain(_turn_event(ports, m, "gpt-4o"), uuid7(), metadata) for m in new]
     key = f"{meta.idempotency_key}#in" if meta.idempotency_key else None
@@ -352,12 +370,7 @@ async def _append_turns(
             idempotency_key=key,
         )
     except WrongExpectedVersion:
-        raise ProxyError(
-            409,
-            "conflict",
-            "another request on this session was accepted first; send the next turn when "
-            "it has finished (calls on one session are never interleaved)",
-        ) from None
+        return None
     return result.last_version
 
 

@@ -46,9 +46,10 @@ LAG_COUNT_CAP = 100_000
 _MESSAGE_TYPES = list(MESSAGE_ROLES)
 
 # The xid8 rule: events of transactions that may still commit wait for a later read.
-READ = """SELECT transaction_id::text::bigint AS transaction_id, global_position, tenant_id,
+READ = r"""SELECT transaction_id::text::bigint AS transaction_id, global_position, tenant_id,
         stream_id, stream_version,
         CASE WHEN type = ANY($4::text[]) AND stream_id LIKE 'session:%'
+                  AND ($6 OR stream_id NOT LIKE 'session:call\_%')
              THEN left(data->>'content', $5) END AS content
     FROM events
     WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
@@ -139,9 +140,15 @@ class EmbeddingsWorker:
         poll_interval: float = 1.0,
         lag_log_interval: float = 60.0,
         channel: str = CHANNEL,
+        embed_stateless: bool = False,
     ) -> None:
         self.db = db
         self.embedder = embedder
+        # A stateless proxy call is recorded as a one-call session (`call_...`) holding
+        # the whole conversation the client sent, again at every call: embedding those
+        # would embed each conversation once per turn (quadratic, and the model is the
+        # scarcest CPU here). They stay in the log; search reaches sessions.
+        self.embed_stateless = embed_stateless
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lag_log_interval = lag_log_interval
@@ -275,6 +282,7 @@ class EmbeddingsWorker:
                 self.batch_size * 4,
                 _MESSAGE_TYPES,
                 MAX_TEXT_CHARS,
+                self.embed_stateless,
             )
             if not rows:
                 break

@@ -418,3 +418,19 @@ async def _caught_up(w: EmbeddingsWorker) -> bool:
 
 async def _is_leader(w: EmbeddingsWorker) -> bool:
     return w._leader
+
+
+async def test_stateless_calls_are_embedded_only_when_asked(
+    db: Database, raw_conn: asyncpg.Connection, embedder: AsyncEmbedder
+) -> None:
+    repo = PostgresSessions(db)
+    await open_session(repo, "call_0123abcd")  # how the proxy records a stateless call
+    await say(repo, "call_0123abcd", ("user", "The whole history, again."))
+    await open_session(repo, "callback")  # a session id that only starts alike
+    await say(repo, "callback", ("user", "Call me back tomorrow."))
+    assert await drain(EmbeddingsWorker(db, embedder)) == 1
+    assert [r["session_id"] for r in await rows(raw_conn)] == ["callback"]
+    everything = EmbeddingsWorker(db, embedder, embed_stateless=True)
+    await everything.rebuild()
+    assert await drain(everything) == 2
+    assert sorted(r["session_id"] for r in await rows(raw_conn)) == ["call_0123abcd", "callback"]
