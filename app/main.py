@@ -18,6 +18,7 @@ from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.migrate import alembic_config
 from adapters.postgres.notifier import Notifier
+from adapters.postgres.response_cache import PostgresResponseCache
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.providers.http import make_client
 from adapters.tokenizers import TiktokenCounter
@@ -36,11 +37,13 @@ from app.heap import freeze_startup_heap
 from app.mcp_server import McpPorts, build_server, http_mount
 from app.providers import build_providers
 from app.proxy_config import load_proxy_config
+from app.services.cache import CachePorts, purge_expired
 from app.services.context import ContextPorts
 from app.services.proxy import ProxyPorts
 from app.settings import Settings
 from app.workers.embeddings import EmbeddingsWorker
 from app.workers.jobs import build_scheduler, compaction_ports
+from app.workers.scheduler import ScheduledJob
 from app.workers.usage import UsageWorker
 from domain.proxy.breaker import Transition
 
@@ -69,10 +72,26 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     mcp = build_server(McpPorts(sessions, counter, context_ports, db, embedder))
     mcp_route = http_mount(mcp, settings)
     background: set[asyncio.Task[None]] = set()
-    scheduler = build_scheduler(
-        settings, database_url, compaction_ports(settings, db, sessions.events, counter)
-    )
     proxy_config = load_proxy_config(None, os.environ)  # checked by `serve` before start
+    cache_config = proxy_config.cache
+    response_cache: CachePorts | None = None
+    cache_jobs: list[ScheduledJob] = []
+    if cache_config.exact or cache_config.semantic:
+        cache_store = PostgresResponseCache(db)
+        response_cache = CachePorts(
+            cache_store, cache_config, embedder if cache_config.semantic else None
+        )
+
+        async def purge_response_cache() -> int:
+            return await purge_expired(cache_store)
+
+        cache_jobs.append(ScheduledJob("purge-response-cache", 300.0, purge_response_cache))
+    scheduler = build_scheduler(
+        settings,
+        database_url,
+        compaction_ports(settings, db, sessions.events, counter),
+        extra_jobs=cache_jobs,
+    )
     http = make_client()  # the one pooled HTTP client of every provider
     proxy_ports = ProxyPorts(
         config=proxy_config,
@@ -143,6 +162,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.embeddings = embeddings
     app.state.key_cache = KeyCache(keys)
     app.state.proxy = proxy_ports
+    app.state.response_cache = response_cache
     app.state.schema_head = schema_head(database_url)
     return app
 

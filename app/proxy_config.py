@@ -145,7 +145,9 @@ ECHO = "echo"
 
 @dataclass(frozen=True)
 class CacheConfig:
-    exact: bool = True
+    # Off unless configured: a cached answer to a repeated request at a temperature
+    # above 0 (a "regenerate" button) changes what the caller gets.
+    exact: bool = False
     semantic: bool = False
     similarity_threshold: float = 0.95
     ttl_s: int = 86_400
@@ -818,7 +820,7 @@ def _routing(t: _Table) -> tuple[RoutingPolicy, _Table]:
 def _cache(t: _Table) -> CacheConfig:
     t.expect("exact", "semantic", "similarity_threshold", "ttl_s", "semantic_max_temperature")
     config = CacheConfig(
-        exact=t.boolean("exact", True),
+        exact=t.boolean("exact", False),
         semantic=t.boolean("semantic", False),
         similarity_threshold=t.number("similarity_threshold", 0.95, positive=True, high=1.0),
         ttl_s=t.integer("ttl_s", 86_400, 1),

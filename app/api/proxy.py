@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
-from app.services import proxy
+from app.services import cache, proxy
 from domain.access import Principal
 from domain.errors import DomainError
 from domain.ids import uuid7
@@ -179,10 +179,27 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
         call = await proxy.prepare(ports, meta, chat)
         if call.replay is not None:
             return _answer(dialect, call, call.replay, replayed=True)
+        caches: cache.CachePorts | None = request.app.state.response_cache
+        probe: cache.Probe | None = None
+        if caches is not None:
+            # The request as the provider would see it (stateful: the assembled window).
+            control = request.headers.get("cache-control", "").lower()
+            probe = await cache.lookup(
+                caches, meta.tenant_id, call.request, read="no-cache" not in control
+            )
+            if probe.hit is not None:
+                answer = probe.response()
+                await proxy.record(ports, call, answer, None, cached=probe.status)
+                _background(cache.count_hit(caches, probe))
+                return _answer(dialect, call, answer, cache_status=probe.status)
+            if "no-store" in control:
+                probe = None
         if chat.stream:
-            return await _stream(ports, dialect, call)
+            return await _stream(ports, dialect, call, caches, probe)
         response, deployment = await proxy.complete(ports, call)
         await proxy.record(ports, call, response, deployment)
+        if caches is not None and probe is not None:
+            _background(cache.store(caches, probe, response))  # off the answer's path
         return _answer(dialect, call, response)
     except ProxyError as err:
         if call is not None and call.replay is None:
@@ -201,9 +218,14 @@ async def _record_failure(ports: proxy.ProxyPorts, call: proxy.Call, err: ProxyE
 
 
 def _answer(
-    dialect: Dialect, call: proxy.Call, response: ChatResponse, *, replayed: bool = False
+    dialect: Dialect,
+    call: proxy.Call,
+    response: ChatResponse,
+    *,
+    replayed: bool = False,
+    cache_status: str = "miss",
 ) -> Response[Any]:
-    headers = _headers(call)
+    headers = _headers(call, cache_status)
     if replayed:
         headers["idempotent-replayed"] = "true"
     if call.request.stream:
@@ -226,7 +248,13 @@ async def _replay_stream(
         Delta(tool_call=ToolCallDelta(i, c.id, c.name, c.arguments))
         for i, c in enumerate(response.tool_calls)
     ]
-    deltas.append(Delta(finish_reason=response.finish_reason, usage=response.usage))
+    deltas.append(
+        Delta(
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            stop_sequence=response.stop_sequence,
+        )
+    )
     for chunk in _render_stream(dialect, response.id, model, deltas, response):
         yield chunk
 
@@ -250,7 +278,13 @@ def _render_stream(
     return out
 
 
-async def _stream(ports: proxy.ProxyPorts, dialect: Dialect, call: proxy.Call) -> Response[Any]:
+async def _stream(
+    ports: proxy.ProxyPorts,
+    dialect: Dialect,
+    call: proxy.Call,
+    caches: cache.CachePorts | None = None,
+    probe: cache.Probe | None = None,
+) -> Response[Any]:
     """Commit to a deployment (a failure before its first delta falls back), then relay.
     The provider's stream is consumed by a task of its own: if the caller goes away the
     answer is still completed and recorded (finish reason "client_disconnected")."""
@@ -278,6 +312,10 @@ async def _stream(ports: proxy.ProxyPorts, dialect: Dialect, call: proxy.Call) -
         except Exception:
             log.exception("could not record the answer on session %s", call.session_id)
         queue.put_nowait(error or _END)
+        if error is None and caches is not None and probe is not None:
+            # After the stream's last bytes. The whole answer came even when the caller
+            # left: the provider's own finish reason decides (`storable`).
+            await cache.store(caches, probe, accumulator.response())
 
     task = asyncio.create_task(pump())
     _tasks.add(task)
@@ -327,7 +365,17 @@ async def _stream(ports: proxy.ProxyPorts, dialect: Dialect, call: proxy.Call) -
     return Stream(body(), media_type=SSE, headers=_headers(call))
 
 
-_tasks: set[asyncio.Task[None]] = set()  # pumps outlive a caller that went away
+_tasks: set[asyncio.Task[Any]] = set()  # pumps and cache writes outlive the response
+
+
+def _background(work: Coroutine[Any, Any, object]) -> None:
+    """Work the answer need not wait for (cache writes, hit counts), kept referenced
+    until done (the event loop holds tasks weakly)."""
+    task = asyncio.create_task(work)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
 _END = ProxyError(200, "end", "the end of a stream")  # the pump's last item when all went well
 
 

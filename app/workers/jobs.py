@@ -4,6 +4,7 @@ policy, and the scheduler that runs them on the leader replica."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 
 from adapters.postgres.database import Database
@@ -49,7 +50,12 @@ def compaction_ports(
     return CompactionPorts(db, events, summarizer_for(settings, counter), counter)
 
 
-def build_scheduler(settings: Settings, database_url: str, ports: CompactionPorts) -> JobScheduler:
+def build_scheduler(
+    settings: Settings,
+    database_url: str,
+    ports: CompactionPorts,
+    extra_jobs: Sequence[ScheduledJob] = (),
+) -> JobScheduler:
     policy = policy_for(settings)
 
     async def summaries() -> int:
@@ -63,6 +69,7 @@ def build_scheduler(settings: Settings, database_url: str, ports: CompactionPort
         [
             ScheduledJob("summarize", settings.summarize_every_s, summaries),
             ScheduledJob("compact-idle", settings.compact_every_s, idle),
+            *extra_jobs,
         ],
         leader_interval_s=settings.leader_every_s,
     )

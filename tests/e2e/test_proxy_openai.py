@@ -53,6 +53,12 @@ backoff_cap_s = 0.2
 [routing.breaker]
 failures = 2
 cooldown_s = 1.0
+
+[cache]
+exact = true
+semantic = true
+similarity_threshold = 0.95
+semantic_max_temperature = 0.3
 """
 
 
@@ -456,3 +462,56 @@ async def test_usage_reports_calls_tokens_and_cost(
     assert bad.status_code == 422 and "group_by" in bad.text
     bad = await http.get("/v1/usage", params={"start": "yesterday"})
     assert bad.status_code == 422 and "start" in bad.text
+
+
+async def test_exact_and_semantic_cache_hits(
+    oa: openai.AsyncOpenAI, fake: FakeUpstream, http: httpx.AsyncClient
+) -> None:
+    ask = f"What is the capital of France? ({uuid.uuid4().hex[:6]})"
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "temperature": 0,
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": ask},
+        ],
+    }
+    first = await oa.chat.completions.with_raw_response.create(**kwargs)
+    assert first.headers["x-cache"] == "miss"
+    hit = None
+    for _ in range(50):  # the entry is written just after the answer
+        calls = len(chat_bodies(fake))
+        again = await oa.chat.completions.with_raw_response.create(**kwargs)
+        if again.headers["x-cache"] == "hit-exact":
+            hit = again
+            assert len(chat_bodies(fake)) == calls, "a hit does not call the provider"
+            break
+        await asyncio.sleep(0.05)
+    assert hit is not None, "an identical request is answered from the cache"
+    assert hit.parse().choices[0].message.content == first.parse().choices[0].message.content
+    recorded = (await events(http, hit.headers["x-session-id"]))[-1]
+    assert recorded["data"]["cached"] is True and recorded["data"].get("cost", 0) == 0
+    assert recorded["metadata"]["cache"] == "hit-exact"
+    # A cached answer can be streamed.
+    stream = await oa.chat.completions.create(**kwargs, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == first.parse().choices[0].message.content
+    # The same question in other words: a semantic hit (temperature 0, no tools).
+    paraphrase = dict(kwargs)
+    paraphrase["messages"] = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": ask.replace("What is", "Tell me")},
+    ]
+    seen = None
+    for _ in range(50):
+        r = await oa.chat.completions.with_raw_response.create(**paraphrase)
+        seen = r.headers["x-cache"]
+        if seen == "hit-semantic":
+            break
+        await asyncio.sleep(0.05)
+    assert seen == "hit-semantic"
+    # Not for another system prompt.
+    other = dict(paraphrase)
+    other["messages"] = [{"role": "system", "content": "Be verbose."}, paraphrase["messages"][1]]
+    r = await oa.chat.completions.with_raw_response.create(**other)
+    assert r.headers["x-cache"] == "miss"

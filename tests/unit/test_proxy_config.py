@@ -241,6 +241,7 @@ cooldown_s = 15
 probes = 2
 
 [cache]
+exact = true
 semantic = true
 similarity_threshold = 0.9
 ttl_s = 600
