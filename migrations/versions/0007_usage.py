@@ -5,8 +5,9 @@ Revises: 0006
 Create Date: 2026-11-25
 
 Rows are added to by `cg_project_usage(batch)`, which folds the answers the proxy
-recorded (AssistantMessage events with a routing decision) after its checkpoint (`projection_checkpoints`, name 'usage') into the day's totals and
-moves the checkpoint, in one statement. It runs off the request path (a worker every
+recorded (AssistantMessage events with a routing decision) after its checkpoint
+(`projection_checkpoints`, name 'usage') into the day's totals and moves the
+checkpoint, in one statement. It runs off the request path (a worker every
 second) and before `GET /v1/usage` answers, so a report is never stale; one row per
 (tenant, day, key, model) stays small however many calls there are (no per-call spend
 log to grow without bound). The checkpoint row is locked first, so replicas running it
