@@ -10,8 +10,10 @@ SQLAlchemy measured ~200 us against ~80 us on the driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import struct
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -50,10 +52,30 @@ def redact_url(url: str) -> str:
     return url
 
 
+def encode_vector(values: Sequence[float]) -> bytes:
+    """pgvector's binary form (vector_recv): dimensions, an unused int16, float4s."""
+    n = len(values)
+    return struct.pack(f">HH{n}f", n, 0, *values)
+
+
+def decode_vector(data: bytes) -> tuple[float, ...]:
+    (dims,) = struct.unpack_from(">H", data)
+    return struct.unpack_from(f">{dims}f", data, 4)
+
+
 async def _init_connection(conn: Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
             name, encoder=str, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+    # Query vectors go as binary: formatting 384 floats as text cost ~1 ms a request.
+    with contextlib.suppress(ValueError):  # pgvector not installed yet (before migrating)
+        await conn.set_type_codec(
+            "vector",
+            schema="public",
+            encoder=encode_vector,
+            decoder=decode_vector,
+            format="binary",
         )
 
 

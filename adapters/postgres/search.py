@@ -106,8 +106,8 @@ class HistoryHit:
 
 
 def vector_literal(embedding: Sequence[float]) -> str:
-    """pgvector's text form: pooled connections carry no vector codec (their session
-    state is shared), and `$n::vector` from text is parsed once per query."""
+    """pgvector's text form, for connections without the binary codec that Database
+    registers on its pooled connections (adapters/postgres/database.py)."""
     return "[" + ",".join(map(repr, map(float, embedding))) + "]"
 
 
@@ -339,7 +339,7 @@ async def session_candidates(
     if not isinstance(query_embedding, Sequence):
         query_embedding = await query_embedding
     args: list[Any] = [
-        *scope_args, vector_literal(query_embedding), [h["session_id"] for h in text_hits],
+        *scope_args, list(query_embedding), [h["session_id"] for h in text_hits],
         k_vector, [h["seq"] for h in text_hits], [h["score"] for h in text_hits],
     ]  # fmt: skip
     if user:
@@ -471,7 +471,7 @@ async def search_history(
     scope = " AND ".join(["te.tenant_id = $1", *narrowing, *residual])
     args: list[Any] = [
         tenant_id,
-        vector_literal(query_embedding if query_embedding is not None else _ZERO),
+        list(query_embedding if query_embedding is not None else _ZERO),
         query_text or "",
         2 * limit if query_embedding is not None else 0,
         2 * limit if with_text else 0,
