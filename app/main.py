@@ -20,7 +20,7 @@ from adapters.postgres.migrate import alembic_config
 from adapters.postgres.notifier import Notifier
 from adapters.postgres.response_cache import PostgresResponseCache
 from adapters.postgres.session_repository import PostgresSessions
-from adapters.providers.http import make_client
+from adapters.providers.http import HttpClient
 from adapters.tokenizers import TiktokenCounter
 from app import settings as settings_module
 from app.api.auth import KeyCache
@@ -92,7 +92,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         compaction_ports(settings, db, sessions.events, counter),
         extra_jobs=cache_jobs,
     )
-    http = make_client()  # the one pooled HTTP client of every provider
+    http = HttpClient()  # the one pooled HTTP client of every provider
     proxy_ports = ProxyPorts(
         config=proxy_config,
         router=proxy_config.router(on_transition=log_transition),

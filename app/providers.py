@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
-
 from adapters.providers.anthropic import AnthropicProvider
 from adapters.providers.echo import EchoProvider
+from adapters.providers.http import HttpClient
 from adapters.providers.openai import OpenAIProvider
 from app.proxy_config import ProxyConfig
 from domain.proxy.ports import ChatProvider
 
 
 def build_providers(
-    config: ProxyConfig, client: httpx.AsyncClient, env: Mapping[str, str]
+    config: ProxyConfig, client: HttpClient, env: Mapping[str, str]
 ) -> dict[str, ChatProvider]:
     """One adapter per configured provider; keys are read from the environment here,
     once, and live only inside the adapters' request headers."""

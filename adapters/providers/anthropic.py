@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-
-from adapters.providers.http import (
-    decode_json,
-    encode_json,
-    retry_after,
-    timeout_for,
-    unreachable,
-)
-from adapters.providers.openai import broken_stream
+from adapters.providers.http import HttpClient, chunks, decode_json, encode_json, retry_after
 from domain.proxy import anthropic_wire
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, ProxyError
 from domain.proxy.sse import SSEDecoder
@@ -26,7 +17,7 @@ class AnthropicProvider:
     def __init__(
         self,
         name: str,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         *,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -58,17 +49,12 @@ class AnthropicProvider:
 
     async def complete(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatResponse:
         body = self._body(request, model)
-        try:
-            response = await self._client.post(
-                self._url, content=body, headers=self._headers, timeout=timeout_for(timeout_s)
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable(self.name, exc) from None
-        data = decode_json(response.content)
-        if response.status_code >= 400:
-            raise anthropic_wire.parse_upstream_error(
-                response.status_code, data, retry_after(response.headers)
-            )
+        status, headers, content = await self._client.post(
+            self.name, self._url, body, self._headers, timeout_s
+        )
+        data = decode_json(content)
+        if status >= 400:
+            raise anthropic_wire.parse_upstream_error(status, data, retry_after(headers))
         if not isinstance(data, dict):
             raise ProxyError(
                 502, "upstream", f"provider {self.name!r} sent a body that is not JSON"
@@ -80,35 +66,26 @@ class AnthropicProvider:
     ) -> AsyncIterator[Delta]:
         body = self._body(request, model)
         headers = {**self._headers, "accept": "text/event-stream"}
-        req = self._client.build_request(
-            "POST", self._url, content=body, headers=headers, timeout=timeout_for(timeout_s)
-        )
+        response = await self._client.open(self.name, self._url, body, headers, timeout_s)
         try:
-            response = await self._client.send(req, stream=True)
-        except httpx.HTTPError as exc:
-            raise unreachable(self.name, exc) from None
-        try:
-            if response.status_code >= 400:
-                content = await response.aread()
+            if response.status >= 400:
+                content = await response.read()
                 raise anthropic_wire.parse_upstream_error(
-                    response.status_code, decode_json(content), retry_after(response.headers)
+                    response.status, decode_json(content), retry_after(response.headers)
                 )
             decoder = SSEDecoder()
             parser = anthropic_wire.UpstreamEventParser()
             stopped = False
-            try:
-                async for chunk in response.aiter_raw():
-                    for event, data in decoder.feed(chunk):
-                        obj = decode_json(data.encode())
-                        if not isinstance(obj, dict):
-                            continue
-                        for delta in parser.feed(event, obj):
-                            yield delta
-                        if event == "message_stop" or obj.get("type") == "message_stop":
-                            stopped = True
-            except httpx.HTTPError as exc:
-                raise broken_stream(self.name, exc) from None
+            async for chunk in chunks(self.name, response):
+                for event, data in decoder.feed(chunk):
+                    obj = decode_json(data.encode())
+                    if not isinstance(obj, dict):
+                        continue
+                    for delta in parser.feed(event, obj):
+                        yield delta
+                    if event == "message_stop" or obj.get("type") == "message_stop":
+                        stopped = True
             if not stopped:
                 raise ProxyError(502, "upstream", f"provider {self.name!r} ended the stream early")
         finally:
-            await response.aclose()
+            response.release()

@@ -1,12 +1,18 @@
-"""The one pooled HTTP client every provider shares, and what they share about HTTP."""
+"""The one pooled HTTP client every provider shares, and what they share about HTTP.
+
+aiohttp rather than httpx: against the fake provider on loopback a call cost 0.20 ms of
+CPU with aiohttp and 0.65 ms with httpx (2,000 calls each, same keep-alive connection),
+and the proxy's overhead budget is 2 ms for the whole request.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from domain.proxy.chat import ProxyError
@@ -14,27 +20,69 @@ from domain.proxy.routing import retry_after_s
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def make_client(max_connections: int = 512) -> httpx.AsyncClient:
+class HttpClient:
     """Keep-alive HTTP/1.1 with a generous pool: a connection per concurrent call, kept
-    for reuse. Timeouts are set per call (each deployment has its own)."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=60.0,
-        ),
-        timeout=httpx.Timeout(60.0, connect=10.0),
-        follow_redirects=False,
-        trust_env=False,  # proxies come from our config, not from ambient variables
-    )
+    for reuse. The session is made on first use, inside the running event loop."""
+
+    def __init__(self, max_connections: int = 512) -> None:
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, keepalive_timeout=60.0, ttl_dns_cache=300
+            )
+            # Proxies come from our config, not from ambient variables.
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    async def post(
+        self, provider: str, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Status, headers and body; a transport failure raises ProxyError."""
+        try:
+            async with self.session.post(
+                url, data=body, headers=headers, timeout=timeout_for(timeout_s)
+            ) as response:
+                return response.status, response.headers, await response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise unreachable(provider, exc) from None
+
+    async def open(
+        self, provider: str, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> aiohttp.ClientResponse:
+        """A response whose body is still to be read (`chunks`); the caller releases it."""
+        try:
+            return await self.session.post(
+                url, data=body, headers=headers, timeout=timeout_for(timeout_s)
+            )
+        except TRANSPORT_ERRORS as exc:
+            raise unreachable(provider, exc) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def timeout_for(seconds: float) -> httpx.Timeout:
-    """`seconds` for the whole wait for an answer (or between stream chunks); connecting
-    gets at most 10 s of it."""
-    return httpx.Timeout(seconds, connect=min(10.0, seconds))
+async def chunks(provider: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as it arrives; a connection that breaks mid-stream raises ProxyError."""
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    except TRANSPORT_ERRORS as exc:
+        raise broken_stream(provider, exc) from None
+
+
+def timeout_for(seconds: float) -> aiohttp.ClientTimeout:
+    """`seconds` for each wait for the provider (the answer, or the next stream chunk);
+    connecting gets at most 10 s of it."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, seconds), sock_read=seconds)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -52,16 +100,25 @@ def encode_json(obj: Any) -> bytes:
     return _encode(obj)
 
 
-def unreachable(provider: str, exc: Exception) -> ProxyError:
+def unreachable(provider: str, exc: BaseException) -> ProxyError:
     """A transport failure: a timeout (504) or no connection at all (502). The message
     names the provider, never its key."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, asyncio.TimeoutError):
         return ProxyError(504, "timeout", f"provider {provider!r} did not answer in time")
     return ProxyError(
         502, "upstream", f"provider {provider!r} could not be reached ({type(exc).__name__})"
     )
 
 
-async def sse_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
-    async for chunk in response.aiter_raw():
-        yield chunk
+def broken_stream(provider: str, exc: BaseException) -> ProxyError:
+    """A transport failure once the provider's stream had begun: it was reached, so not
+    `unreachable`'s wording; the same kinds (timeout, upstream) for the router."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return ProxyError(
+            504, "timeout", f"provider {provider!r} stopped sending its stream (timed out)"
+        )
+    return ProxyError(
+        502,
+        "upstream",
+        f"the connection to provider {provider!r} broke mid-stream ({type(exc).__name__})",
+    )

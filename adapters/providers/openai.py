@@ -5,34 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-
-from adapters.providers.http import (
-    decode_json,
-    encode_json,
-    retry_after,
-    timeout_for,
-    unreachable,
-)
+from adapters.providers.http import HttpClient, chunks, decode_json, encode_json, retry_after
 from domain.proxy import openai_wire
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, ProxyError
 from domain.proxy.sse import SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-def broken_stream(provider: str, exc: httpx.HTTPError) -> ProxyError:
-    """A transport failure once the provider's stream had begun: it was reached, so not
-    `unreachable`'s wording; the same kinds (timeout, upstream) for the router."""
-    if isinstance(exc, httpx.TimeoutException):
-        return ProxyError(
-            504, "timeout", f"provider {provider!r} stopped sending its stream (timed out)"
-        )
-    return ProxyError(
-        502,
-        "upstream",
-        f"the connection to provider {provider!r} broke mid-stream ({type(exc).__name__})",
-    )
 
 
 class OpenAIProvider:
@@ -42,7 +20,7 @@ class OpenAIProvider:
     def __init__(
         self,
         name: str,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         *,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -59,17 +37,12 @@ class OpenAIProvider:
 
     async def complete(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatResponse:
         body = encode_json(openai_wire.build_upstream_request(request, model))
-        try:
-            response = await self._client.post(
-                self._url, content=body, headers=self._headers, timeout=timeout_for(timeout_s)
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable(self.name, exc) from None
-        data = decode_json(response.content)
-        if response.status_code >= 400:
-            raise openai_wire.parse_upstream_error(
-                response.status_code, data, retry_after(response.headers)
-            )
+        status, headers, content = await self._client.post(
+            self.name, self._url, body, self._headers, timeout_s
+        )
+        data = decode_json(content)
+        if status >= 400:
+            raise openai_wire.parse_upstream_error(status, data, retry_after(headers))
         if not isinstance(data, dict):
             raise ProxyError(
                 502, "upstream", f"provider {self.name!r} sent a body that is not JSON"
@@ -81,40 +54,31 @@ class OpenAIProvider:
     ) -> AsyncIterator[Delta]:
         body = encode_json(openai_wire.build_upstream_request(request, model))
         headers = {**self._headers, "accept": "text/event-stream"}
-        req = self._client.build_request(
-            "POST", self._url, content=body, headers=headers, timeout=timeout_for(timeout_s)
-        )
+        response = await self._client.open(self.name, self._url, body, headers, timeout_s)
         try:
-            response = await self._client.send(req, stream=True)
-        except httpx.HTTPError as exc:
-            raise unreachable(self.name, exc) from None
-        try:
-            if response.status_code >= 400:
-                content = await response.aread()
+            if response.status >= 400:
+                content = await response.read()
                 raise openai_wire.parse_upstream_error(
-                    response.status_code, decode_json(content), retry_after(response.headers)
+                    response.status, decode_json(content), retry_after(response.headers)
                 )
             decoder = SSEDecoder()
             parser = openai_wire.UpstreamChunkParser()
             done = finished = False
-            try:
-                async for chunk in response.aiter_raw():
-                    for _, data in decoder.feed(chunk):
-                        if data == "[DONE]":
-                            done = True
-                            break
-                        obj = decode_json(data.encode())
-                        if isinstance(obj, dict):
-                            for delta in parser.feed(obj):
-                                finished = finished or delta.finish_reason is not None
-                                yield delta
-                    if done:
+            async for chunk in chunks(self.name, response):
+                for _, data in decoder.feed(chunk):
+                    if data == "[DONE]":
+                        done = True
                         break
-            except httpx.HTTPError as exc:
-                raise broken_stream(self.name, exc) from None
+                    obj = decode_json(data.encode())
+                    if isinstance(obj, dict):
+                        for delta in parser.feed(obj):
+                            finished = finished or delta.finish_reason is not None
+                            yield delta
+                if done:
+                    break
             # Some compatible servers omit [DONE]; a stream that never said how it ended
             # was cut short.
             if not done and not finished:
                 raise ProxyError(502, "upstream", f"provider {self.name!r} ended the stream early")
         finally:
-            await response.aclose()
+            response.release()
