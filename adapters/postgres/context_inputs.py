@@ -18,8 +18,10 @@ TURN_COLUMNS = (
     "seq, stream_version, global_position, role, content, tokens, created_at, name, "
     "tool_call_id, tool_calls"
 )
-SESSION = """SELECT user_id, version, turn_count, status FROM sessions
-    WHERE tenant_id = $1 AND session_id = $2"""
+SESSION = """SELECT user_id, version, turn_count, status,
+        metadata->>'context_strategy' AS context_strategy,
+        metadata->>'context_budget' AS context_budget
+    FROM sessions WHERE tenant_id = $1 AND session_id = $2"""
 NEWEST_TURNS = f"""SELECT {TURN_COLUMNS} FROM turns
     WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"""
 TURNS_BY_KEY = f"""SELECT t.session_id, {", ".join("t." + c for c in TURN_COLUMNS.split(", "))}
@@ -102,7 +104,14 @@ class PostgresContextReader:
             row = await session_row(conn, tenant_id, session_id)
         if row is None:
             return None
-        return SessionFacts(row["user_id"], row["version"], row["turn_count"])
+        budget = row["context_budget"]
+        return SessionFacts(
+            row["user_id"],
+            row["version"],
+            row["turn_count"],
+            context_strategy=row["context_strategy"],
+            context_budget=int(budget) if budget and budget.isdigit() else None,
+        )
 
     async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
         async with self.db.connection() as conn:

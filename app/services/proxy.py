@@ -30,6 +30,7 @@ from typing import Any
 from app.proxy_config import ProxyConfig
 from app.services.context import ContextPorts, ContextRequest, build_context
 from domain.context.inputs import Turn
+from domain.context.ports import SessionFacts
 from domain.context.render import openai_messages
 from domain.context.window import ContextWindow, assembled_event
 from domain.errors import AlreadyExists, NotFound, ValidationError, WrongExpectedVersion
@@ -251,7 +252,7 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
             "the session kept changing while this turn was being added; retry the request",
         )
     try:
-        window = await _window(ports, meta, request, session_id)
+        window = await _window(ports, meta, request, session_id, facts)
         provider_request = window_request(request, window)
         decision = _plan(ports, provider_request, window.used_tokens)
     except ProxyError as exc:
@@ -411,13 +412,21 @@ def _response_from_event(data: Mapping[str, Any], metadata: Mapping[str, Any]) -
 
 
 async def _window(
-    ports: ProxyPorts, meta: CallMeta, request: ChatRequest, session_id: str
+    ports: ProxyPorts,
+    meta: CallMeta,
+    request: ChatRequest,
+    session_id: str,
+    facts: SessionFacts | None,
 ) -> ContextWindow:
+    """The window for this call: strategy and budget from the request's headers, else
+    the session's metadata (`context_strategy`, `context_budget`), else the config."""
     defaults = ports.config.context
-    strategy = meta.strategy or defaults.strategy
+    own_strategy = facts.context_strategy if facts else None
+    own_budget = facts.context_budget if facts else None
+    strategy = meta.strategy or own_strategy or defaults.strategy
     limits = ports.config.model_info(request.model)
     output = request.max_tokens or min(limits.max_output, ports.router.policy.output_reserve)
-    budget = meta.budget or defaults.budget or max(256, limits.context_limit - output)
+    budget = meta.budget or own_budget or defaults.budget or max(256, limits.context_limit - output)
     budget = min(budget, max(256, limits.context_limit - output))
     try:
         return await build_context(

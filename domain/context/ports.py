@@ -15,6 +15,10 @@ class SessionFacts:
     user_id: str | None
     version: int
     turn_count: int
+    # The session's own context defaults (its metadata `context_strategy` and
+    # `context_budget`), used by the proxy when a request names none.
+    context_strategy: str | None = None
+    context_budget: int | None = None
 
 
 class ContextReader(Protocol):

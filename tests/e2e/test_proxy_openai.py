@@ -515,3 +515,33 @@ async def test_exact_and_semantic_cache_hits(
     other["messages"] = [{"role": "system", "content": "Be verbose."}, paraphrase["messages"][1]]
     r = await oa.chat.completions.with_raw_response.create(**other)
     assert r.headers["x-cache"] == "miss"
+
+
+async def test_a_session_can_carry_its_own_context_strategy_and_budget(
+    oa: openai.AsyncOpenAI, fake: FakeUpstream, http: httpx.AsyncClient
+) -> None:
+    s = sid()
+    r = await http.post(
+        "/v1/sessions",
+        json={"id": s, "metadata": {"context_strategy": "sliding_window", "context_budget": 60}},
+    )
+    assert r.status_code == 201, r.text
+    for i in range(6):
+        await oa.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"turn number {i} of a longer chat"}],
+            extra_headers={"X-Session-Id": s},
+        )
+    sent = chat_bodies(fake)[-1]["messages"]
+    assert sent[-1]["content"] == "turn number 5 of a longer chat"
+    assert len(sent) < 11, "a 60-token window holds only the newest turns"
+    windows = [e for e in await events(http, s) if e["type"] == "ContextAssembled"]
+    assert windows[-1]["data"]["strategy"] == "sliding_window"
+    assert windows[-1]["data"]["budget_tokens"] == 60
+    # A request's header still wins over the session's default.
+    await oa.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "and now everything"}],
+        extra_headers={"X-Session-Id": s, "X-Context-Strategy": "full", "X-Context-Budget": "4000"},
+    )
+    assert len(chat_bodies(fake)[-1]["messages"]) == 13
