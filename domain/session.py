@@ -155,9 +155,7 @@ def _turn_event(i: int, turn: TurnInput, now: datetime | None) -> DomainEvent:
     return UserMessage(content=turn.content, tokens=turn.tokens, name=turn.name, occurred_at=at)
 
 
-def turn_events(
-    turns: Sequence[TurnInput], now: datetime | None = None
-) -> list[DomainEvent]:
+def turn_events(turns: Sequence[TurnInput], now: datetime | None = None) -> list[DomainEvent]:
     """Validate `turns` and return their events. That the session exists and is open is
     checked by the event store under the stream's lock (a closed session's stream is
     closed), so no state has to be loaded to decide."""
