@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from domain.proxy.chat import (
     StreamAccumulator,
     ToolCallDelta,
 )
+from domain.proxy.routing import Deployment
 from domain.proxy.sse import SSE_DONE, json_bytes, sse_data, sse_event
 
 log = logging.getLogger("contextgate.proxy")
@@ -290,36 +291,14 @@ async def _stream(
     answer is still completed and recorded (finish reason "client_disconnected")."""
     deployment, first, upstream = await proxy.open_stream(ports, call)
     accumulator = StreamAccumulator(f"chatcmpl-{uuid7().hex}", deployment.model, int(time.time()))
-    queue: asyncio.Queue[Delta | ProxyError] = asyncio.Queue()
-    state = {"disconnected": False}
 
-    async def pump() -> None:
-        error: ProxyError | None = None
-        try:
-            async for delta in proxy.relay(ports, call, deployment, first, upstream, accumulator):
-                queue.put_nowait(delta)
-        except ProxyError as exc:
-            error = exc
-        except Exception as exc:  # a bug or a transport failure: end the stream cleanly
-            log.exception("stream from %s failed", deployment.id)
-            error = ProxyError(502, "upstream", f"the provider's stream failed: {exc}")
-        finish: FinishReason | None = "client_disconnected" if state["disconnected"] else None
-        if error is not None:
-            finish = "error"
-        try:
-            # Before the stream's last bytes: the next request sees this answer at once.
-            await proxy.record(ports, call, accumulator.response(finish), deployment)
-        except Exception:
-            log.exception("could not record the answer on session %s", call.session_id)
-        queue.put_nowait(error or _END)
+    async def store_in_cache(error: ProxyError | None) -> None:
         if error is None and caches is not None and probe is not None:
             # After the stream's last bytes. The whole answer came even when the caller
             # left: the provider's own finish reason decides (`storable`).
             await cache.store(caches, probe, accumulator.response())
 
-    task = asyncio.create_task(pump())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    relay = start_relay(ports, call, deployment, first, upstream, accumulator, store_in_cache)
 
     async def body() -> AsyncIterator[bytes]:
         if dialect is OPENAI:
@@ -335,8 +314,8 @@ async def _stream(
                 yield sse_event(name, event)
         try:
             while True:
-                item = await queue.get()
-                if item is _END:
+                item = await relay.queue.get()
+                if item is END:
                     break
                 if isinstance(item, ProxyError):
                     if dialect is OPENAI:
@@ -359,7 +338,7 @@ async def _stream(
                 for name, event in anthropic.finish():
                     yield sse_event(name, event)
         except (asyncio.CancelledError, GeneratorExit):
-            state["disconnected"] = True  # the pump goes on; the answer is recorded
+            relay.disconnected = True  # the pump goes on; the answer is recorded
             raise
 
     return Stream(body(), media_type=SSE, headers=_headers(call))
@@ -376,7 +355,56 @@ def _background(work: Coroutine[Any, Any, object]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-_END = ProxyError(200, "end", "the end of a stream")  # the pump's last item when all went well
+END = ProxyError(200, "end", "the end of a stream")  # the pump's last item when all went well
+
+
+class StreamRelay:
+    """A committed provider stream consumed by a task of its own (`start_relay`): the
+    response body reads `queue` (deltas, then END or the ProxyError that ended it); if
+    the caller goes away (`disconnected`) the answer is still completed and recorded,
+    with finish reason "client_disconnected"."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Delta | ProxyError] = asyncio.Queue()
+        self.disconnected = False
+
+
+def start_relay(
+    ports: proxy.ProxyPorts,
+    call: proxy.Call,
+    deployment: Deployment,
+    first: Delta,
+    upstream: AsyncIterator[Delta],
+    accumulator: StreamAccumulator,
+    after: Callable[[ProxyError | None], Awaitable[None]] | None = None,
+) -> StreamRelay:
+    """Relay the stream; the answer is recorded before END is queued, so the next
+    request sees it at once; `after` runs last (e.g. a cache write)."""
+    relay = StreamRelay()
+
+    async def pump() -> None:
+        error: ProxyError | None = None
+        try:
+            async for delta in proxy.relay(ports, call, deployment, first, upstream, accumulator):
+                relay.queue.put_nowait(delta)
+        except ProxyError as exc:
+            error = exc
+        except Exception as exc:  # a bug or a transport failure: end the stream cleanly
+            log.exception("stream from %s failed", deployment.id)
+            error = ProxyError(502, "upstream", f"the provider's stream failed: {exc}")
+        finish: FinishReason | None = "client_disconnected" if relay.disconnected else None
+        if error is not None:
+            finish = "error"
+        try:
+            await proxy.record(ports, call, accumulator.response(finish), deployment)
+        except Exception:
+            log.exception("could not record the answer on session %s", call.session_id)
+        relay.queue.put_nowait(error or END)
+        if after is not None:
+            await after(error)
+
+    _background(pump())
+    return relay
 
 
 class ProxyController(Controller):

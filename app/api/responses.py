@@ -19,7 +19,15 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.response import Stream
 
-from app.api.proxy import OPENAI, authenticate, call_meta, error_response, json_body
+from app.api.proxy import (
+    END,
+    OPENAI,
+    authenticate,
+    call_meta,
+    error_response,
+    json_body,
+    start_relay,
+)
 from app.services import proxy
 from app.services import responses as svc
 from domain.access import Principal
@@ -28,7 +36,6 @@ from domain.proxy import conversations_wire, responses_wire
 from domain.proxy.chat import (
     ChatResponse,
     Delta,
-    FinishReason,
     ProxyError,
     StreamAccumulator,
     ToolCallDelta,
@@ -169,31 +176,7 @@ async def _stream(
     call = started.call
     deployment, first, upstream = await proxy.open_stream(ports, call)
     accumulator = StreamAccumulator(started.response_id, deployment.model, started.created_at)
-    queue: asyncio.Queue[Delta | ProxyError] = asyncio.Queue()
-    state = {"disconnected": False}
-
-    async def pump() -> None:
-        error: ProxyError | None = None
-        try:
-            async for delta in proxy.relay(ports, call, deployment, first, upstream, accumulator):
-                queue.put_nowait(delta)
-        except ProxyError as exc:
-            error = exc
-        except Exception as exc:  # a bug or a transport failure: end the stream cleanly
-            log.exception("stream from %s failed", deployment.id)
-            error = ProxyError(502, "upstream", f"the provider's stream failed: {exc}")
-        finish: FinishReason | None = "client_disconnected" if state["disconnected"] else None
-        if error is not None:
-            finish = "error"
-        try:
-            await proxy.record(ports, call, accumulator.response(finish), deployment)
-        except Exception:
-            log.exception("could not record the answer on session %s", call.session_id)
-        queue.put_nowait(error or _END)
-
-    task = asyncio.create_task(pump())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    relay = start_relay(ports, call, deployment, first, upstream, accumulator)
 
     async def body() -> AsyncIterator[bytes]:
         renderer = responses_wire.ResponseStreamRenderer(
@@ -206,8 +189,8 @@ async def _stream(
             yield sse_event(name, event)
         try:
             while True:
-                item = await queue.get()
-                if item is _END:
+                item = await relay.queue.get()
+                if item is END:
                     events = renderer.finish()
                     break
                 if isinstance(item, ProxyError):
@@ -218,14 +201,10 @@ async def _stream(
             for name, event in events:
                 yield sse_event(name, event)
         except (asyncio.CancelledError, GeneratorExit):
-            state["disconnected"] = True  # the pump goes on; the answer is recorded
+            relay.disconnected = True  # the pump goes on; the answer is recorded
             raise
 
     return Stream(body(), media_type=SSE, headers=headers)
-
-
-_tasks: set[asyncio.Task[None]] = set()  # pumps outlive a caller that went away
-_END = ProxyError(200, "end", "the end of a stream")  # the pump's last item when all went well
 
 
 # --- GET /v1/responses/{id} ------------------------------------------------------------
