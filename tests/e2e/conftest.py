@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, TEMPLATE, _admin, with_database
+from tests.fakes.fake_upstream import FakeUpstream
 
 ADMIN_KEY = "cg_test_admin_key_" + "x" * 24
 MAX_BODY = 65_536
@@ -102,6 +103,13 @@ def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     srv = start_server(module_database_url, log)
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    """The fake provider (tests/fakes/fake_upstream.py), one per test module."""
+    with FakeUpstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, MAX_BODY, Server, start_server, stop_server
+from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import Behavior, CapturedRequest, FakeToolCall, FakeUpstream
 
 OPENAI_KEY = "sk-fake-openai-upstream"
@@ -52,12 +53,6 @@ OPENAI_WEATHER_TOOL: dict[str, Any] = {
 # Typed loosely: the SDKs' TypedDicts do not take a dict built ahead of the call.
 TOOLS: list[Any] = [WEATHER_TOOL]
 OPENAI_TOOLS: list[Any] = [OPENAI_WEATHER_TOOL]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +101,6 @@ async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
 
 def sid() -> str:
     return f"ant-{uuid.uuid4().hex[:10]}"
-
-
-async def events(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        r = await http.get(
-            f"/v1/sessions/{session_id}/events", params={"after": len(out), "limit": 200}
-        )
-        assert r.status_code == 200, r.text
-        page = r.json()
-        out.extend(page["data"])
-        if not page["has_more"]:
-            return out
 
 
 def upstream(fake: FakeUpstream, path: str) -> list[CapturedRequest]:

@@ -15,15 +15,10 @@ import openai
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, Server, start_server, stop_server
+from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import FakeUpstream
 
 OPENAI_KEY = "sk-fake-openai-only"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +78,6 @@ async def http(keyless_server: Server) -> AsyncIterator[httpx.AsyncClient]:
 
 def sid() -> str:
     return f"first-{uuid.uuid4().hex[:10]}"
-
-
-async def events(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        r = await http.get(
-            f"/v1/sessions/{session_id}/events", params={"after": len(out), "limit": 200}
-        )
-        assert r.status_code == 200, r.text
-        page = r.json()
-        out.extend(page["data"])
-        if not page["has_more"]:
-            return out
 
 
 def turns(recorded: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, Server, start_server, stop_server
+from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import Behavior, FakeUpstream
 
 CONFIG = """
@@ -63,12 +64,6 @@ semantic_max_temperature = 0.3
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
 def proxy_server(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream
 ) -> Iterator[Server]:
@@ -105,19 +100,6 @@ async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
 
 def sid() -> str:
     return f"chat-{uuid.uuid4().hex[:10]}"
-
-
-async def events(http: httpx.AsyncClient, session_id: str) -> list[dict]:
-    out: list[dict] = []
-    while True:
-        r = await http.get(
-            f"/v1/sessions/{session_id}/events", params={"after": len(out), "limit": 200}
-        )
-        assert r.status_code == 200, r.text
-        page = r.json()
-        out.extend(page["data"])
-        if not page["has_more"]:
-            return out
 
 
 def chat_bodies(fake: FakeUpstream) -> list[dict]:

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, Server, start_server, stop_server
+from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import FakeUpstream
 
 CONFIG = """
@@ -39,12 +40,6 @@ TOOLS: list[Any] = [
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
 ]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
@@ -90,19 +85,6 @@ def sent_messages(fake: FakeUpstream) -> list[tuple[str, str]]:
 
 def calls(fake: FakeUpstream) -> int:
     return sum(1 for r in fake.requests if r.path == "/v1/chat/completions")
-
-
-async def events(http: httpx.AsyncClient, session_id: str) -> list[dict]:
-    out: list[dict] = []
-    while True:
-        r = await http.get(
-            f"/v1/sessions/{session_id}/events", params={"after": len(out), "limit": 200}
-        )
-        assert r.status_code == 200, r.text
-        page = r.json()
-        out.extend(page["data"])
-        if not page["has_more"]:
-            return out
 
 
 def out_id(response: Any) -> str:
