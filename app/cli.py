@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,6 +44,10 @@ async def _ensure_admin_key(url: str, env_key: str | None) -> str | None:
         return await PostgresApiKeys(db).ensure_admin(env_key)
     finally:
         await db.dispose()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -93,6 +98,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; with the
+    # default handler the process would die there, before the exit handlers that stop
+    # the embedded PostgreSQL it started. This one makes that a normal exit.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,

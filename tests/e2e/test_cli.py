@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import time
 
 import asyncpg
 import httpx
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import CLI, Server, server_env
+from tests.e2e.conftest import CLI, Server, free_port, server_env
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -88,5 +90,38 @@ def test_embedded_db_commands() -> None:
         assert stopped.returncode == 0 and "stopped" in stopped.stdout
         assert run("db", "status", env=env).returncode == 3
     finally:
+        run("db", "stop", env=env)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_sigterm_stops_the_embedded_database_serve_started() -> None:
+    data_dir = ROOT / ".contextgate" / "cli-serve-test"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = server_env("unused", CONTEXTGATE_DATA_DIR=str(data_dir), CONTEXTGATE_JOBS="false")
+    env.pop("CONTEXTGATE_DATABASE_URL")
+    port = free_port()
+    serve = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert run("db", "status", env=env).returncode == 0, "serve started the database"
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) in (0, 128 + signal.SIGTERM)
+        assert run("db", "status", env=env).returncode == 3, "and stopped it on SIGTERM"
+    finally:
+        if serve.poll() is None:
+            serve.kill()
         run("db", "stop", env=env)
         shutil.rmtree(data_dir, ignore_errors=True)
