@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from adapters.providers.http import HttpClient, chunks, decode_json, encode_json, retry_after
+from adapters.providers.http import HttpClient, chunks, decode_json, encode_json
 from domain.proxy import anthropic_wire
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, ProxyError
 from domain.proxy.sse import SSEDecoder
@@ -49,16 +49,14 @@ class AnthropicProvider:
 
     async def complete(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatResponse:
         body = self._body(request, model)
-        status, headers, content = await self._client.post(
-            self.name, self._url, body, self._headers, timeout_s
+        data = await self._client.post_json(
+            self.name,
+            self._url,
+            body,
+            self._headers,
+            timeout_s,
+            anthropic_wire.parse_upstream_error,
         )
-        data = decode_json(content)
-        if status >= 400:
-            raise anthropic_wire.parse_upstream_error(status, data, retry_after(headers))
-        if not isinstance(data, dict):
-            raise ProxyError(
-                502, "upstream", f"provider {self.name!r} sent a body that is not JSON"
-            )
         return anthropic_wire.parse_upstream_response(data)
 
     async def stream(
@@ -66,13 +64,10 @@ class AnthropicProvider:
     ) -> AsyncIterator[Delta]:
         body = self._body(request, model)
         headers = {**self._headers, "accept": "text/event-stream"}
-        response = await self._client.open(self.name, self._url, body, headers, timeout_s)
+        response = await self._client.open_stream(
+            self.name, self._url, body, headers, timeout_s, anthropic_wire.parse_upstream_error
+        )
         try:
-            if response.status >= 400:
-                content = await response.read()
-                raise anthropic_wire.parse_upstream_error(
-                    response.status, decode_json(content), retry_after(response.headers)
-                )
             decoder = SSEDecoder()
             parser = anthropic_wire.UpstreamEventParser()
             stopped = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,8 @@ from domain.proxy.routing import retry_after_s
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+# A wire module's `parse_upstream_error(status, body, retry_after)`.
+ParseError = Callable[[int, Any, float | None], ProxyError]
 
 
 class HttpClient:
@@ -63,6 +65,44 @@ class HttpClient:
             )
         except TRANSPORT_ERRORS as exc:
             raise unreachable(provider, exc) from None
+
+    async def post_json(
+        self,
+        provider: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        parse_error: ParseError,
+    ) -> dict[str, Any]:
+        """The provider's JSON answer; its HTTP failure translated by `parse_error`."""
+        status, response_headers, content = await self.post(provider, url, body, headers, timeout_s)
+        data = decode_json(content)
+        if status >= 400:
+            raise parse_error(status, data, retry_after(response_headers))
+        if not isinstance(data, dict):
+            raise ProxyError(502, "upstream", f"provider {provider!r} sent a body that is not JSON")
+        return data
+
+    async def open_stream(
+        self,
+        provider: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        parse_error: ParseError,
+    ) -> aiohttp.ClientResponse:
+        """`open`, with an HTTP failure read and translated by `parse_error` (the
+        response is then released); the caller releases a successful one."""
+        response = await self.open(provider, url, body, headers, timeout_s)
+        if response.status < 400:
+            return response
+        try:
+            content = await response.read()
+        finally:
+            response.release()
+        raise parse_error(response.status, decode_json(content), retry_after(response.headers))
 
     async def aclose(self) -> None:
         if self._session is not None:

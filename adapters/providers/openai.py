@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from adapters.providers.http import HttpClient, chunks, decode_json, encode_json, retry_after
+from adapters.providers.http import HttpClient, chunks, decode_json, encode_json
 from domain.proxy import openai_wire
 from domain.proxy.chat import ChatRequest, ChatResponse, Delta, ProxyError
 from domain.proxy.sse import SSEDecoder
@@ -37,16 +37,9 @@ class OpenAIProvider:
 
     async def complete(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatResponse:
         body = encode_json(openai_wire.build_upstream_request(request, model))
-        status, headers, content = await self._client.post(
-            self.name, self._url, body, self._headers, timeout_s
+        data = await self._client.post_json(
+            self.name, self._url, body, self._headers, timeout_s, openai_wire.parse_upstream_error
         )
-        data = decode_json(content)
-        if status >= 400:
-            raise openai_wire.parse_upstream_error(status, data, retry_after(headers))
-        if not isinstance(data, dict):
-            raise ProxyError(
-                502, "upstream", f"provider {self.name!r} sent a body that is not JSON"
-            )
         return openai_wire.parse_upstream_response(data)
 
     async def stream(
@@ -54,13 +47,10 @@ class OpenAIProvider:
     ) -> AsyncIterator[Delta]:
         body = encode_json(openai_wire.build_upstream_request(request, model))
         headers = {**self._headers, "accept": "text/event-stream"}
-        response = await self._client.open(self.name, self._url, body, headers, timeout_s)
+        response = await self._client.open_stream(
+            self.name, self._url, body, headers, timeout_s, openai_wire.parse_upstream_error
+        )
         try:
-            if response.status >= 400:
-                content = await response.read()
-                raise openai_wire.parse_upstream_error(
-                    response.status, decode_json(content), retry_after(response.headers)
-                )
             decoder = SSEDecoder()
             parser = openai_wire.UpstreamChunkParser()
             done = finished = False
