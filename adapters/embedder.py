@@ -18,6 +18,8 @@ import logging
 import os
 import threading
 import time
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -190,11 +192,20 @@ class AsyncEmbedder:
         *,
         query_embedder: SyncEmbedder | None = None,
         chunk_size: int = 16,
+        remember: int = 2048,
     ) -> None:
         self.embedder = embedder
         self.query_embedder = query_embedder or embedder
         self.dimensions = embedder.dimensions
         self.chunk_size = chunk_size
+        # The newest query vectors by text. A proxy call's query is the user turn it
+        # has just stored, which the embeddings worker then embeds: it takes the vector
+        # from here instead (half the model's work in a stateful conversation). A
+        # vector is a pure function of its text, so this holds nothing a tenant could
+        # not compute; float32 arrays, ~1.5 kB each, the oldest dropped past `remember`.
+        self.remember = remember
+        self.reused = 0  # batch texts served from the remembered query vectors
+        self._recent: OrderedDict[str, array[float]] = OrderedDict()
         # The batch thread yields the CPU to requests (see lower_priority) only when queries
         # have a thread of their own: otherwise a query would wait behind a niced batch.
         self._executor = ThreadPoolExecutor(
@@ -217,8 +228,16 @@ class AsyncEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            known = self._recent.pop(text, None)  # a batch embeds a text once: let it go
+            if known is None:
+                missing.append(i)
+            else:
+                out[i] = known.tolist()
+        self.reused += len(texts) - len(missing)
+        order = sorted(missing, key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.chunk_size):
             chunk = order[start : start + self.chunk_size]
             vectors = await loop.run_in_executor(
@@ -232,6 +251,11 @@ class AsyncEmbedder:
         vectors = await asyncio.get_running_loop().run_in_executor(
             self._query_executor, self.query_embedder.embed, [text]
         )
+        if self.remember:
+            self._recent[text] = array("f", vectors[0])
+            self._recent.move_to_end(text)
+            if len(self._recent) > self.remember:
+                self._recent.popitem(last=False)
         return vectors[0]
 
     def close(self) -> None:

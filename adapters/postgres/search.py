@@ -213,6 +213,28 @@ ORDER BY score DESC, seq DESC
 LIMIT $5"""
 
 
+# A hit's rows, each by its keys in a LATERAL ... LIMIT 1: a nested loop over the few
+# hits whatever the statistics say, and the event matched on every column of its three
+# unique keys, so that whichever index the planner picks finds it in one probe (see
+# context_inputs._EVENT_OF_TURN: without statistics it picked the wrong one).
+_ROWS_OF_HIT = """CROSS JOIN LATERAL (
+    SELECT te.stream_version, te.global_position, te.user_id, te.role, te.created_at,
+           te.embedding
+    FROM turn_embeddings te
+    WHERE te.tenant_id = $1 AND te.session_id = {hit}.session_id AND te.seq = {hit}.seq
+    LIMIT 1) te
+CROSS JOIN LATERAL (
+    SELECT tr.tokens, tr.event_id FROM turn_rows tr
+    WHERE tr.tenant_id = $1 AND tr.session_id = {hit}.session_id AND tr.seq = {hit}.seq
+    LIMIT 1) tr
+CROSS JOIN LATERAL (
+    SELECT ev.data FROM events ev
+    WHERE ev.tenant_id = $1 AND ev.global_position = te.global_position
+      AND ev.stream_id = 'session:' || {hit}.session_id
+      AND ev.stream_version = te.stream_version AND ev.event_id = tr.event_id
+    LIMIT 1) ev"""
+
+
 def _candidates_sql(scope: str, plan: str) -> str:
     return f"""
 WITH vec AS MATERIALIZED (
@@ -228,9 +250,7 @@ SELECT h.session_id, h.seq, te.stream_version, te.global_position, te.role, te.c
        te.embedding <=> $4::vector AS distance, vector_send(te.embedding) AS embedding,
        h.vector_distance, h.text_score
 FROM hits h
-JOIN turn_embeddings te ON te.tenant_id = $1 AND te.session_id = h.session_id AND te.seq = h.seq
-JOIN turn_rows tr ON tr.tenant_id = $1 AND tr.session_id = h.session_id AND tr.seq = h.seq
-JOIN events ev ON ev.tenant_id = $1 AND ev.global_position = te.global_position"""
+{_ROWS_OF_HIT.format(hit="h")}"""
 
 
 _CANDIDATES = {
@@ -405,9 +425,7 @@ SELECT f.session_id, f.seq, te.stream_version, te.global_position, tr.event_id, 
        te.role, coalesce(ev.data->>'content', '') AS content, tr.tokens, te.created_at,
        f.score::float8 AS score, f.vector_rank, f.text_rank
 FROM fused f
-JOIN turn_embeddings te ON te.tenant_id = $1 AND te.session_id = f.session_id AND te.seq = f.seq
-JOIN turn_rows tr ON tr.tenant_id = $1 AND tr.session_id = f.session_id AND tr.seq = f.seq
-JOIN events ev ON ev.tenant_id = $1 AND ev.global_position = te.global_position
+{_ROWS_OF_HIT.format(hit="f")}
 ORDER BY f.score DESC, f.session_id, f.seq"""
 
 

@@ -32,13 +32,12 @@ if str(ROOT) not in sys.path:
 from adapters.embedder import (  # noqa: E402
     AsyncEmbedder,
     FallbackEmbedder,
-    SentenceTransformerEmbedder,
 )
 from adapters.postgres.context_inputs import PostgresContextReader  # noqa: E402
 from adapters.postgres.database import Database  # noqa: E402
 from adapters.postgres.session_repository import PostgresSessions  # noqa: E402
 from adapters.tokenizers import TiktokenCounter  # noqa: E402
-from app.embedders import query_embedder  # noqa: E402
+from app.embedders import build_embedder  # noqa: E402
 from app.heap import freeze_startup_heap  # noqa: E402
 from app.services.context import (  # noqa: E402
     WHOLE_SESSION_NOTE,
@@ -129,10 +128,10 @@ async def load(db: Database, model: AsyncEmbedder, sizes: list[int], seed: int) 
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    # As `serve` composes it: batches on one model, queries on the query embedder
+    # As `serve` composes it: batches on one copy of the model, queries on another
     # (ONNX Runtime unless --query-embedder torch).
-    settings = Settings(query_embedder=args.query_embedder, data_dir=ROOT / ".contextgate")
-    model = AsyncEmbedder(SentenceTransformerEmbedder(), query_embedder=query_embedder(settings))
+    settings = Settings(embedder_runtime=args.query_embedder, data_dir=ROOT / ".contextgate")
+    model = build_embedder(settings)
     await model.warm_up()
     freeze_startup_heap()  # as `serve` does once its models are loaded
     db = Database(url, pool_size=4)

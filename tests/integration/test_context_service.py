@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import pytest
 
-from adapters.postgres.context_inputs import PostgresContextReader
+from adapters.postgres.context_inputs import NEWEST_TURNS, PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import TiktokenCounter
@@ -49,8 +51,6 @@ async def test_a_recorded_window_says_what_the_model_was_shown(
         "SELECT data, metadata, stream_version FROM events"
         " WHERE stream_id = 'session:s' AND type = 'ContextAssembled'"
     )
-    import json
-
     data = json.loads(row["data"])
     assert data["model"] == "gpt-4o-mini" and data["strategy"] == "sliding_window"
     assert data["prompt_hash"] == window.prompt_hash
@@ -107,3 +107,52 @@ async def test_a_session_that_fits_whole_needs_no_retrieval(db: Database) -> Non
         ports, ContextRequest("acme", "s", "gpt-4o-mini", budget=4000, query="turn 3?")
     )
     assert asked.notes[-1] == WHOLE_SESSION_NOTE
+
+
+OLD_VIEW_JOIN = """SELECT t.seq, e.data->>'content' AS content
+    FROM turn_rows t
+    JOIN events e ON e.tenant_id = t.tenant_id AND e.global_position = t.global_position
+    WHERE t.tenant_id = $1 AND t.session_id = $2 ORDER BY t.seq DESC LIMIT $3"""
+
+
+async def buffers_per_row(conn: asyncpg.Connection, sql: str, *args: object) -> float:
+    """Shared buffers an execution touches per row it returns, with a generic plan (as a
+    prepared statement gets after a few runs)."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(f"PREPARE q AS {sql}")
+    try:
+        literal = ", ".join(f"'{a}'" if isinstance(a, str) else str(a) for a in args)
+        plan = json.loads(
+            await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE q({literal})")
+        )[0]["Plan"]
+    finally:
+        await conn.execute("DEALLOCATE q")
+    return float(plan["Shared Hit Blocks"]) / max(1, plan["Actual Rows"])
+
+
+async def test_turn_reads_probe_the_log_by_key_before_any_analyze(
+    db: Database, raw_conn: asyncpg.Connection
+) -> None:
+    """A young database has no statistics: the planner cannot tell the log's unique
+    indexes apart, and a join on (tenant_id, global_position) alone could run as a probe
+    by tenant that filtered the rest (at 400 turns here; ~150 buffers a turn at 1,000
+    events in the proxy benchmark). The reads match every key column, so any index finds
+    a turn's event in one probe."""
+    ports = await seeded(db, 100)
+    repo = PostgresSessions(db)
+    view = "SELECT * FROM turns WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"
+    args = ("acme", "s", 200)
+    for start in range(100, 800, 100):
+        turns = [svc.TurnSpec("user", f"turn {i}") for i in range(start, start + 100)]
+        await svc.append_turns(repo, ports.counter, CTX, "s", turns)
+        if start == 300:  # 400 turns: the size at which the old join goes wrong here
+            assert await buffers_per_row(raw_conn, OLD_VIEW_JOIN, *args) > 10
+        if start in (300, 700):
+            for sql in (NEWEST_TURNS, view):
+                assert await buffers_per_row(raw_conn, sql, *args) < 6
+    stats = await raw_conn.fetchval(
+        "SELECT count(*) FROM pg_stats WHERE tablename IN ('events', 'turn_rows')"
+    )
+    assert stats == 0, "the test needs tables that were never analyzed"
+    rows = await ports.reader.newest_turns("acme", "s", 200)
+    assert [t.content for t in rows[:2]] == ["turn 799", "turn 798"]

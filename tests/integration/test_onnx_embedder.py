@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.embedder import FallbackEmbedder, SentenceTransformerEmbedder
+from adapters.embedder import AsyncEmbedder, FallbackEmbedder, SentenceTransformerEmbedder
 from adapters.onnx_embedder import OnnxEmbedder
 
 TEXTS = [
@@ -64,3 +64,41 @@ def test_fallback_takes_the_next_embedder_that_loads(
     assert dot(vector, torch_model.embed(["hello there"])[0]) > 0.99999
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
         FallbackEmbedder([broken]).load()  # nothing left to fall back to: the cause surfaces
+
+
+class Counting:
+    """Wraps a real model; counts the texts it is asked to embed."""
+
+    def __init__(self, model: SentenceTransformerEmbedder) -> None:
+        self.model = model
+        self.dimensions = model.dimensions
+        self.texts: list[str] = []
+
+    def load(self) -> None:
+        self.model.load()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts += texts
+        return self.model.embed(texts)
+
+
+async def test_batches_reuse_the_newest_query_vectors(
+    torch_model: SentenceTransformerEmbedder,
+) -> None:
+    batches, queries = Counting(torch_model), Counting(torch_model)
+    model = AsyncEmbedder(batches, query_embedder=queries, remember=2)
+    try:
+        first = await model.embed_query("the user's turn, embedded as the query")
+        await model.embed_query("an older query")
+        await model.embed_query("the newest query")  # past `remember`: the oldest goes
+        got = await model.embed(["the user's turn, embedded as the query", "the newest query"])
+        # The oldest query was dropped: the batch model embeds it; the newest is reused.
+        assert batches.texts == ["the user's turn, embedded as the query"]
+        assert model.reused == 1
+        assert dot(got[0], first) > 0.99999
+        assert dot(got[1], torch_model.embed(["the newest query"])[0]) > 0.99999
+        # Reused once: a second batch with the same text runs the model.
+        await model.embed(["the newest query"])
+        assert batches.texts[-1] == "the newest query" and model.reused == 1
+    finally:
+        model.close()
