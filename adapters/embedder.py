@@ -13,6 +13,7 @@ of a message is not embedded) ~15/s and ~24/s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -199,13 +200,15 @@ class AsyncEmbedder:
         self.dimensions = embedder.dimensions
         self.chunk_size = chunk_size
         # The newest query vectors by text. A proxy call's query is the user turn it
-        # has just stored, which the embeddings worker then embeds: it takes the vector
-        # from here instead (half the model's work in a stateful conversation). A
-        # vector is a pure function of its text, so this holds nothing a tenant could
-        # not compute; float32 arrays, ~1.5 kB each, the oldest dropped past `remember`.
+        # stores, which the embeddings worker then embeds: it takes the vector from here
+        # (or waits for it, still being computed) instead: half the model's work in a
+        # stateful conversation. A vector is a pure function of its text, so this holds
+        # nothing a tenant could not compute; float32 arrays, ~1.5 kB each, the oldest
+        # dropped past `remember`.
         self.remember = remember
         self.reused = 0  # batch texts served from the remembered query vectors
         self._recent: OrderedDict[str, array[float]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[list[list[float]]]] = {}
         # The batch thread yields the CPU to requests (see lower_priority) only when queries
         # have a thread of their own: otherwise a query would wait behind a niced batch.
         self._executor = ThreadPoolExecutor(
@@ -231,6 +234,10 @@ class AsyncEmbedder:
         out: list[list[float]] = [[] for _ in texts]
         missing: list[int] = []
         for i, text in enumerate(texts):
+            pending = self._pending.get(text)
+            if pending is not None:  # its query vector is being computed: wait for it
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
             known = self._recent.pop(text, None)  # a batch embeds a text once: let it go
             if known is None:
                 missing.append(i)
@@ -248,15 +255,31 @@ class AsyncEmbedder:
         return out
 
     async def embed_query(self, text: str) -> list[float]:
-        vectors = await asyncio.get_running_loop().run_in_executor(
-            self._query_executor, self.query_embedder.embed, [text]
-        )
-        if self.remember:
-            self._recent[text] = array("f", vectors[0])
-            self._recent.move_to_end(text)
-            if len(self._recent) > self.remember:
-                self._recent.popitem(last=False)
+        """One text's vector, on the query thread. Callers asking for the same text at
+        once share one computation (the proxy starts the new turn's vector before it
+        stores the turn; the context engine asks for it again when it retrieves)."""
+        known = self._recent.get(text)
+        if known is not None:
+            return known.tolist()
+        pending = self._pending.get(text)
+        if pending is None:
+            pending = asyncio.get_running_loop().run_in_executor(
+                self._query_executor, self.query_embedder.embed, [text]
+            )
+            self._pending[text] = pending
+            pending.add_done_callback(lambda done: self._settle(text, done))
+        vectors = await asyncio.shield(pending)  # a cancelled caller leaves it to the others
         return vectors[0]
+
+    def _settle(self, text: str, done: asyncio.Future[list[list[float]]]) -> None:
+        """Runs before the awaiting callers resume: the vector is remembered by then."""
+        self._pending.pop(text, None)
+        if done.cancelled() or done.exception() is not None or not self.remember:
+            return
+        self._recent[text] = array("f", done.result()[0])
+        self._recent.move_to_end(text)
+        if len(self._recent) > self.remember:
+            self._recent.popitem(last=False)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -204,6 +204,7 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     tenant = meta.tenant_id
     reader = ports.context.reader
     created = False
+    _start_vector(ports, request)
     # Another writer may move the session between the read and the append (a summary
     # job, a context window recorded): read again and retry. A turn of another call
     # is caught by the pending check on the new read.
@@ -270,6 +271,29 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
         replay=replay,
         created_session=created,
     )
+
+
+_vectors: set[asyncio.Future[Any]] = set()  # held until done (the loop keeps weak refs)
+
+
+def _start_vector(ports: ProxyPorts, request: ChatRequest) -> None:
+    """Start the new turn's vector now, on the model's thread: it overlaps this call's
+    reads and append; the context engine then finds it computed (or on its way), and the
+    embeddings worker takes it instead of embedding the turn a second time (see
+    adapters/embedder.AsyncEmbedder). Never wasted: every stored turn is embedded."""
+    embedder = ports.context.embedder
+    text = request.messages[-1].content if request.messages else ""
+    if embedder is None or not text or text.isspace():
+        return
+    future = asyncio.ensure_future(embedder.embed_query(text))
+    _vectors.add(future)
+    future.add_done_callback(_vector_done)
+
+
+def _vector_done(future: asyncio.Future[Any]) -> None:
+    _vectors.discard(future)
+    if not future.cancelled() and future.exception() is not None:
+        pass  # the context engine asks again, and reports a failure where it matters
 
 
 def _digest(*parts: str) -> str:

@@ -3,6 +3,7 @@ load falls back to torch instead of failing the request."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,5 +101,22 @@ async def test_batches_reuse_the_newest_query_vectors(
         # Reused once: a second batch with the same text runs the model.
         await model.embed(["the newest query"])
         assert batches.texts[-1] == "the newest query" and model.reused == 1
+        # A batch that meets a query vector still being computed waits for it; callers
+        # asking for the same text at once share one computation.
+        queries.texts.clear()
+        early = asyncio.ensure_future(model.embed_query("a turn being stored"))
+        await asyncio.sleep(0)  # started, not finished
+        again = asyncio.ensure_future(model.embed_query("a turn being stored"))
+        batch = await model.embed(["a turn being stored"])
+        assert queries.texts == ["a turn being stored"]
+        assert batches.texts[-1] == "the newest query" and model.reused == 2
+        assert dot(batch[0], await early) > 0.99999 and await again == await early
+        # A caller that gives up does not cancel the computation the others wait for.
+        first_caller = asyncio.ensure_future(model.embed_query("wanted by two"))
+        await asyncio.sleep(0)
+        second_caller = asyncio.ensure_future(model.embed_query("wanted by two"))
+        await asyncio.sleep(0)
+        first_caller.cancel()
+        assert len(await second_caller) == 384
     finally:
         model.close()
