@@ -29,6 +29,7 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.health import healthz, readyz
 from app.api.projections import ProjectionsController
 from app.api.proxy import ProxyController
+from app.api.proxy import drain as drain_proxy_tasks
 from app.api.responses import ResponsesController
 from app.api.sessions import SessionController
 from app.api.usage import UsageController
@@ -120,6 +121,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             async with mcp.session_manager.run():
                 yield
         finally:
+            await drain_proxy_tasks()  # answers still streaming, records after answers
             await embeddings.stop()
             await usage.stop()
             await scheduler.stop()

@@ -198,7 +198,10 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
         if chat.stream:
             return await _stream(ports, dialect, call, caches, probe)
         response, deployment = await proxy.complete(ports, call)
-        await proxy.record(ports, call, response, deployment)
+        if _record_after(call):
+            _background(_record(ports, call, response, deployment))
+        else:
+            await proxy.record(ports, call, response, deployment)
         if caches is not None and probe is not None:
             _background(cache.store(caches, probe, response))  # off the answer's path
         return _answer(dialect, call, response)
@@ -209,6 +212,48 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
     except (ValueError, DomainError) as err:  # e.g. a bad X-Tenant-Id for this key
         param = getattr(err, "field", None)
         return error_response(dialect, ProxyError(400, "invalid_request", str(err), param=param))
+
+
+# Stateless records written after the answer, at most this many at once: past it, a call
+# records before it answers (the database is falling behind; do not pile up memory).
+MAX_RECORDS_AFTER = 256
+_records_after = 0
+
+
+def _record_after(call: proxy.Call) -> bool:
+    """A stateless call is recorded once its answer is on its way (its record is
+    history, not the state of a conversation: ~1.5 ms off every answer). A stateful
+    call's answer is stored before it is returned (the next turn must see it), and so is
+    a call with an Idempotency-Key (its retry must find it)."""
+    return not call.stateful and call.meta.idempotency_key is None and (
+        _records_after < MAX_RECORDS_AFTER
+    )
+
+
+async def _record(
+    ports: proxy.ProxyPorts, call: proxy.Call, response: ChatResponse, deployment: Deployment
+) -> None:
+    global _records_after
+    _records_after += 1
+    try:
+        await proxy.record(ports, call, response, deployment)
+    except Exception:  # the answer is out; say loudly what was not recorded
+        log.exception("could not record stateless call %s (answer %s)", call.session_id,
+                      response.id)  # fmt: skip
+    finally:
+        _records_after -= 1
+
+
+async def drain(within: float = 15.0) -> int:
+    """Wait for the work that outlives responses (stream pumps and their records,
+    records written after the answer, cache writes); called at shutdown, before the
+    database closes. Returns how many tasks were still running after `within` seconds."""
+    if not _tasks:
+        return 0
+    _, pending = await asyncio.wait(set(_tasks), timeout=within)
+    if pending:
+        log.warning("%d proxy tasks were still running at shutdown", len(pending))
+    return len(pending)
 
 
 async def _record_failure(ports: proxy.ProxyPorts, call: proxy.Call, err: ProxyError) -> None:

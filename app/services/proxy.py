@@ -141,6 +141,7 @@ class Call:
     window: ContextWindow | None = None
     window_tokens: int = 0
     recorded: list[Message] = field(default_factory=list)  # stateless: what to record
+    recorded_tokens: list[int] = field(default_factory=list)  # the system prompt's, then each
     replay: ChatResponse | None = None  # an idempotent retry: the stored answer
     attempts: list[Attempt] = field(default_factory=list)
     started: float = 0.0
@@ -180,7 +181,7 @@ async def _prepare_stateless(ports: ProxyPorts, meta: CallMeta, request: ChatReq
         # A retry of a recorded call finds its session by the key, and its answer there.
         session_id = "call_" + _digest(meta.tenant_id, meta.idempotency_key)
         replay = await _stored_answer(ports, meta.tenant_id, session_id, 0, meta.idempotency_key)
-    tokens = _request_tokens(ports.counter, request)
+    tokens, parts = _request_tokens(ports.counter, request)
     decision = _plan(ports, request, tokens)
     return Call(
         meta=meta,
@@ -190,6 +191,7 @@ async def _prepare_stateless(ports: ProxyPorts, meta: CallMeta, request: ChatReq
         stateful=False,
         window_tokens=tokens,
         recorded=list(request.messages),
+        recorded_tokens=parts,
         replay=replay,
     )
 
@@ -292,8 +294,8 @@ def _start_vector(ports: ProxyPorts, request: ChatRequest) -> None:
 
 def _vector_done(future: asyncio.Future[Any]) -> None:
     _vectors.discard(future)
-    if not future.cancelled() and future.exception() is not None:
-        pass  # the context engine asks again, and reports a failure where it matters
+    if not future.cancelled():
+        future.exception()  # retrieved here; the context engine asks again and reports it
 
 
 def _digest(*parts: str) -> str:
@@ -354,8 +356,11 @@ def _refuse_if_pending(history: Sequence[Turn], version: int) -> None:
     )
 
 
-def _turn_event(ports: ProxyPorts, message: Message, model: str) -> DomainEvent:
-    tokens = ports.counter.count(message.content, model)
+def _turn_event(
+    ports: ProxyPorts, message: Message, model: str, tokens: int | None = None
+) -> DomainEvent:
+    if tokens is None:
+        tokens = ports.counter.count(message.content, model)
     if message.role == "user":
         return UserMessage(content=message.content, tokens=tokens, name=message.name)
     if message.role == "tool":
@@ -479,11 +484,12 @@ def window_request(request: ChatRequest, window: ContextWindow) -> ChatRequest:
     return replace(request, system=rendered.system, messages=rendered.messages)
 
 
-def _request_tokens(counter: TokenCounter, request: ChatRequest) -> int:
-    total = counter.count(request.system, request.model) if request.system else 0
-    for m in request.messages:
-        total += counter.count(m.content, request.model) + 4
-    return total
+def _request_tokens(counter: TokenCounter, request: ChatRequest) -> tuple[int, list[int]]:
+    """The request's tokens for routing, and each part's (system prompt first), which
+    the record of a stateless call stores rather than counting them again."""
+    parts = [counter.count(request.system, request.model) if request.system else 0]
+    parts += [counter.count(m.content, request.model) for m in request.messages]
+    return sum(parts) + 4 * len(request.messages), parts
 
 
 def _plan(ports: ProxyPorts, request: ChatRequest, window_tokens: int) -> RouteDecision:
@@ -679,14 +685,16 @@ async def record(
             metadata={"opened_by": "proxy", "mode": "stateless"},
         )
         events.append(NewEvent.from_domain(opened, uuid7(), {"key_id": meta.key_id}))
+        counted: list[int | None] = [*call.recorded_tokens] or [None] * (len(call.recorded) + 1)
         if call.request.system:
-            system = SystemMessage(
-                content=call.request.system, tokens=ports.counter.count(call.request.system)
-            )
+            tokens = counted[0]
+            if tokens is None:
+                tokens = ports.counter.count(call.request.system)
+            system = SystemMessage(content=call.request.system, tokens=tokens)
             events.append(NewEvent.from_domain(system, uuid7(), {"key_id": meta.key_id}))
         events.extend(
-            NewEvent.from_domain(_turn_event(ports, m, call.request.model), uuid7(), {})
-            for m in call.recorded
+            NewEvent.from_domain(_turn_event(ports, m, call.request.model, n), uuid7(), {})
+            for m, n in zip(call.recorded, counted[1:], strict=True)
         )
     elif call.window is not None:
         events.append(NewEvent.from_domain(assembled_event(call.window), uuid7(), {}))
