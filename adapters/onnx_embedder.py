@@ -112,6 +112,9 @@ def export(model_dir: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+_EXPORTING = threading.Lock()
+
+
 class OnnxEmbedder:
     """Synchronous, like SentenceTransformerEmbedder, with which it is interchangeable
     (see AsyncEmbedder): `load()` once, then `embed(texts)` from one thread at a time."""
@@ -140,9 +143,10 @@ class OnnxEmbedder:
             if not (self.model_dir / "tokenizer.json").exists():
                 raise ValueError(f"{self.model_dir} has no tokenizer.json (a fast tokenizer)")
             target = self.cache_dir / f"{self.model_dir.name}-{_model_key(self.model_dir)}.onnx"
-            if not target.exists():
-                log.info("exporting %s to ONNX in %s (once)", self.model_dir, target)
-                export(self.model_dir, target)
+            with _EXPORTING:  # two embedders of one process loading at once export once
+                if not target.exists():
+                    log.info("exporting %s to ONNX in %s (once)", self.model_dir, target)
+                    export(self.model_dir, target)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

@@ -38,11 +38,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from adapters.embedder import AsyncEmbedder  # noqa: E402
 from adapters.postgres.context_inputs import PostgresContextReader  # noqa: E402
 from adapters.postgres.database import Database  # noqa: E402
 from adapters.postgres.session_repository import PostgresSessions  # noqa: E402
 from adapters.tokenizers import TiktokenCounter  # noqa: E402
+from app.embedders import build_embedder  # noqa: E402
 from app.services.context import ContextPorts, ContextRequest, build_context  # noqa: E402
 from app.services.sessions import (  # noqa: E402
     RequestContext,
@@ -50,6 +51,7 @@ from app.services.sessions import (  # noqa: E402
     append_turns,
     create_session,
 )
+from app.settings import Settings  # noqa: E402
 from app.workers.embeddings import EmbeddingsWorker  # noqa: E402
 from domain.context.inputs import MESSAGE_OVERHEAD_TOKENS, BudgetShares  # noqa: E402
 from domain.context.strategies import DEFAULT_SHARES  # noqa: E402
@@ -144,7 +146,11 @@ async def ingest(
 async def evaluate(args: argparse.Namespace, url: str) -> dict[str, Any]:
     samples = json.loads(await asyncio.to_thread(Path(args.path).read_text))[: args.samples]
     counter = TiktokenCounter()
-    model = AsyncEmbedder(SentenceTransformerEmbedder())
+    # As `serve` composes it (ONNX Runtime for batches and queries, unless --embedder-runtime
+    # torch): the vectors users get.
+    model = build_embedder(
+        Settings(embedder_runtime=args.embedder_runtime, data_dir=ROOT / ".contextgate")
+    )
     await model.warm_up()
     db = Database(url, pool_size=8)
     try:
@@ -284,6 +290,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=None, help="only the first N conversations")
     p.add_argument("--dates", action="store_true", help="prefix each turn with its session's date")
     p.add_argument("--k", type=int, default=30, help="candidates per search (vector, text)")
+    p.add_argument(
+        "--embedder-runtime", choices=("onnx", "torch"), default="onnx", help="as serve's"
+    )
     p.add_argument("--shares", default=None, help="recent,summary,retrieved (e.g. 0.3,0.1,0.6)")
     args = p.parse_args(argv)
     args.budgets = [int(b) for b in args.budgets.split(",") if b]

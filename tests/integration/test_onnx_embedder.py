@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,13 @@ async def test_batches_reuse_the_newest_query_vectors(
         assert len(await second_caller) == 384
     finally:
         model.close()
+
+
+def test_two_embedders_loading_at_once_export_once(tmp_path: Path) -> None:
+    """`serve` loads its batch and query copies on two threads: with nothing cached yet,
+    both must end up on ONNX (a clash over the export fell back to torch)."""
+    first, second = OnnxEmbedder(None, tmp_path), OnnxEmbedder(None, tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda e: e.load(), [first, second]))
+    assert len(list(tmp_path.glob("*.onnx"))) == 1 and not list(tmp_path.glob("*.part"))
+    assert dot(first.embed(["same text"])[0], second.embed(["same text"])[0]) > 0.99999
