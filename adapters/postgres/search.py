@@ -266,6 +266,9 @@ _COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_
     AND attname = 'tsv'"""
 
 
+UNANALYZED_RETRY_S = 30.0
+
+
 class CommonTerms:
     """The terms found in more than COMMON_TERM_SHARE of all turns, read from
     PostgreSQL's own statistics (ANALYZE keeps the most common elements of `tsv` and
@@ -290,6 +293,8 @@ class CommonTerms:
             self._read_at = now  # also after a failure: retried at the next expiry
             row = await conn.fetchrow(_COMMON_TERMS)
             self.terms = common_terms(row["terms"], row["freqs"], self.share) if row else []
+            if row is None:  # not analyzed yet (a young table): look again soon
+                self._read_at = now - self.ttl_s + UNANALYZED_RETRY_S
         return self.terms
 
 

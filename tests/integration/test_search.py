@@ -143,6 +143,21 @@ async def test_common_terms_come_from_postgresql_statistics(corpus: Corpus) -> N
         assert await search.CommonTerms(share=1.0).get(conn) == []
 
 
+async def test_common_terms_are_read_again_soon_while_the_table_is_unanalyzed(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A young table has no statistics yet: the empty answer is not kept for the whole
+    TTL (a benchmark's growing sessions walked every common term's postings for ten
+    minutes), but asked again after UNANALYZED_RETRY_S."""
+    async with corpus.db.connection() as conn:
+        common = search.CommonTerms(share=0.15)
+        assert await common.get(conn) == []  # never analyzed
+        await conn.execute("ANALYZE turn_embeddings")
+        assert await common.get(conn) == []  # within the retry interval: as it was
+        monkeypatch.setattr(common, "_read_at", common._read_at - search.UNANALYZED_RETRY_S)
+        assert "hotel" in await common.get(conn)
+
+
 def test_common_terms_skip_the_three_trailing_statistics() -> None:
     terms = ["a", "b"]
     freqs = [0.5, 0.01, 0.01, 0.5, 0.0]  # per term, then minimum, maximum, null share
