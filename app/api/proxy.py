@@ -225,8 +225,10 @@ def _record_after(call: proxy.Call) -> bool:
     history, not the state of a conversation: ~1.5 ms off every answer). A stateful
     call's answer is stored before it is returned (the next turn must see it), and so is
     a call with an Idempotency-Key (its retry must find it)."""
-    return not call.stateful and call.meta.idempotency_key is None and (
-        _records_after < MAX_RECORDS_AFTER
+    return (
+        not call.stateful
+        and call.meta.idempotency_key is None
+        and (_records_after < MAX_RECORDS_AFTER)
     )
 
 
