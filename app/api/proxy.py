@@ -166,7 +166,15 @@ def call_meta(
 
 
 def _headers(call: proxy.Call, cache: str = "miss") -> dict[str, str]:
-    return {"x-session-id": call.session_id, "x-cache": cache}
+    headers = {"x-session-id": call.session_id, "x-cache": cache}
+    if call.timings:  # where the time went: prepare (window: its share), provider, record
+        headers["server-timing"] = ", ".join(
+            f"{name};dur={call.timings[name]:.2f}" for name in STAGES if name in call.timings
+        )
+    return headers
+
+
+STAGES = ("prepare", "window", "provider", "record")
 
 
 async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[Any]:
@@ -197,11 +205,15 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
                 probe = None
         if chat.stream:
             return await _stream(ports, dialect, call, caches, probe)
+        provider_started = ports.clock()
         response, deployment = await proxy.complete(ports, call)
+        call.timings["provider"] = (ports.clock() - provider_started) * 1000
         if _record_after(call):
             _background(_record(ports, call, response, deployment))
         else:
+            recording = ports.clock()
             await proxy.record(ports, call, response, deployment)
+            call.timings["record"] = (ports.clock() - recording) * 1000
         if caches is not None and probe is not None:
             _background(cache.store(caches, probe, response))  # off the answer's path
         return _answer(dialect, call, response)

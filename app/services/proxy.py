@@ -145,6 +145,9 @@ class Call:
     replay: ChatResponse | None = None  # an idempotent retry: the stored answer
     attempts: list[Attempt] = field(default_factory=list)
     started: float = 0.0
+    # Milliseconds per stage (stored, window, provider, recorded): the Server-Timing
+    # header, so a client (or a benchmark) sees where a call's time went.
+    timings: dict[str, float] = field(default_factory=dict)
     created_session: bool = False
 
 
@@ -169,6 +172,7 @@ async def prepare(ports: ProxyPorts, meta: CallMeta, request: ChatRequest) -> Ca
     else:
         call = await _prepare_stateful(ports, meta, request)
     call.started = started
+    call.timings["prepare"] = (ports.clock() - started) * 1000
     return call
 
 
@@ -255,6 +259,7 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
             "the session kept changing while this turn was being added; retry the request",
         )
     try:
+        stored = ports.clock()
         window = await _window(ports, meta, request, session_id, facts)
         provider_request = window_request(request, window)
         decision = _plan(ports, provider_request, window.used_tokens)
@@ -262,7 +267,7 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
         if replay is None:  # the turn just stored must not wait for an answer forever
             await _append_failure(ports, meta, session_id, exc, {})
         raise
-    return Call(
+    call = Call(
         meta=meta,
         request=provider_request,
         decision=decision,
@@ -273,6 +278,8 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
         replay=replay,
         created_session=created,
     )
+    call.timings["window"] = (ports.clock() - stored) * 1000
+    return call
 
 
 _vectors: set[asyncio.Future[Any]] = set()  # held until done (the loop keeps weak refs)

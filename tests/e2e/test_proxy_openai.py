@@ -177,6 +177,36 @@ async def test_stateful_conversation_sends_one_turn_at_a_time(
     assert float(session["cost_total"]) > 0
 
 
+async def test_server_timing_says_where_a_call_spent_its_time(
+    oa: openai.AsyncOpenAI, fake: FakeUpstream
+) -> None:
+    await oa.chat.completions.create(  # a fresh server's first call opens its connections
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    fake.enqueue(Behavior(delay=0.3))  # the provider's share is visible as such
+    raw = await oa.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "how long did this take?"}],
+        extra_headers={"X-Session-Id": sid()},
+    )
+    stages = {
+        name: float(dur.removeprefix("dur="))
+        for name, _, dur in (
+            p.strip().partition(";") for p in raw.headers["server-timing"].split(",")
+        )
+    }
+    assert list(stages) == ["prepare", "window", "provider", "record"]
+    assert stages["provider"] >= 300 > stages["prepare"] >= stages["window"] > 0
+    assert stages["record"] > 0
+    stateless = await oa.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "and this one?"}]
+    )  # recorded after the answer: no record stage
+    assert [p.split(";")[0].strip() for p in stateless.headers["server-timing"].split(",")] == [
+        "prepare",
+        "provider",
+    ]
+
+
 async def test_a_client_resending_its_history_appends_only_the_new_turns(
     oa: openai.AsyncOpenAI, http: httpx.AsyncClient
 ) -> None:
