@@ -293,7 +293,9 @@ class CommonTerms:
             self._read_at = now  # also after a failure: retried at the next expiry
             row = await conn.fetchrow(_COMMON_TERMS)
             self.terms = common_terms(row["terms"], row["freqs"], self.share) if row else []
-            if row is None:  # not analyzed yet (a young table): look again soon
+            if not self.terms:  # a young table (not analyzed, or too few rows for
+                # PostgreSQL to list common elements yet): look again soon, not in ten
+                # minutes. An empty list is cheap to ask for again.
                 self._read_at = now - self.ttl_s + UNANALYZED_RETRY_S
         return self.terms
 
