@@ -209,7 +209,7 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
         response, deployment = await proxy.complete(ports, call)
         call.timings["provider"] = (ports.clock() - provider_started) * 1000
         if _record_after(call):
-            _background(_record(ports, call, response, deployment))
+            _record_later(ports, call, response, deployment)
         else:
             recording = ports.clock()
             await proxy.record(ports, call, response, deployment)
@@ -244,11 +244,18 @@ def _record_after(call: proxy.Call) -> bool:
     )
 
 
+def _record_later(
+    ports: proxy.ProxyPorts, call: proxy.Call, response: ChatResponse, deployment: Deployment
+) -> None:
+    global _records_after
+    _records_after += 1  # counted when scheduled: a burst cannot overshoot the bound
+    _background(_record(ports, call, response, deployment))
+
+
 async def _record(
     ports: proxy.ProxyPorts, call: proxy.Call, response: ChatResponse, deployment: Deployment
 ) -> None:
     global _records_after
-    _records_after += 1
     try:
         await proxy.record(ports, call, response, deployment)
     except Exception:  # the answer is out; say loudly what was not recorded

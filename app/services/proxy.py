@@ -145,7 +145,7 @@ class Call:
     replay: ChatResponse | None = None  # an idempotent retry: the stored answer
     attempts: list[Attempt] = field(default_factory=list)
     started: float = 0.0
-    # Milliseconds per stage (stored, window, provider, recorded): the Server-Timing
+    # Milliseconds per stage (prepare, window, provider, record): the Server-Timing
     # header, so a client (or a benchmark) sees where a call's time went.
     timings: dict[str, float] = field(default_factory=dict)
     created_session: bool = False
