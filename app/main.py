@@ -60,6 +60,13 @@ def log_transition(transition: Transition) -> None:
     logging.getLogger("contextgate.router").warning("circuit %s", transition.to_dict())
 
 
+def _models_state(app: Litestar, warm: asyncio.Task[None]) -> None:
+    """Shown by /readyz: `loading` until the embedding model is in, then `ok`, or
+    `failed` (the first context request tries again and reports why)."""
+    failed = warm.cancelled() or warm.exception() is not None
+    app.state.models = "failed" if failed else "ok"
+
+
 def create_app(settings: Settings, database_url: str) -> Litestar:
     db = Database(database_url, pool_size=settings.db_pool_size, role=settings.effective_db_role)
     keys = PostgresApiKeys(db)
@@ -110,6 +117,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         # the first context request waits for it.
         warm = asyncio.create_task(embedder.warm_up())
         warm.add_done_callback(lambda _: freeze_startup_heap())  # once the models are in
+        warm.add_done_callback(lambda task: _models_state(app, task))
         background.add(warm)
         warm.add_done_callback(background.discard)
         notifier.start()
@@ -166,6 +174,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.proxy = proxy_ports
     app.state.response_cache = response_cache
     app.state.schema_head = schema_head(database_url)
+    app.state.models = "loading"  # the embedding model, loaded once the server is up
     return app
 
 

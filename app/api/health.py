@@ -15,7 +15,10 @@ async def healthz() -> Health:
 
 
 @get(
-    "/readyz", summary="Readiness: the database answers and its schema is current", tags=["health"]
+    "/readyz",
+    summary="Readiness: the database answers and its schema is current (and whether the "
+    "embedding model is loaded yet)",
+    tags=["health"],
 )
 async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     state = request.app.state
@@ -27,4 +30,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     if revision != state.schema_head:
         checks = {"database": "ok", "schema": f"at {revision}, expected {state.schema_head}"}
         return Response(Health("unavailable", checks), status_code=503)
-    return Response(Health("ok", {"database": "ok", "schema": str(revision)}), status_code=200)
+    # The model loads in the background after start (seconds; the first start also
+    # exports it to ONNX): a call needing it meanwhile waits, so this stays ready.
+    checks = {"database": "ok", "schema": str(revision), "models": state.get("models", "ok")}
+    return Response(Health("ok", checks), status_code=200)

@@ -43,6 +43,14 @@ async def test_health_and_schema(server: Server) -> None:
         assert (await c.get("/healthz")).json()["status"] == "ok"
         ready = await c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+        # The embedding model loads in the background: ready meanwhile, and says so.
+        for _ in range(600):
+            models = (await c.get("/readyz")).json()["checks"]["models"]
+            assert models in ("loading", "ok")
+            if models == "ok":
+                break
+            await asyncio.sleep(0.1)
+        assert models == "ok"
         schema = (await c.get("/schema/openapi.json")).json()
         assert "/v1/sessions/{session_id}/turns" in schema["paths"]
         assert "/v1/sessions/{session_id}/events" in schema["paths"]
