@@ -248,12 +248,26 @@ def _record_after(call: proxy.Call) -> bool:
     )
 
 
+_records: set[asyncio.Task[Any]] = set()  # the records after answers still being written
+
+
 def _record_later(
     ports: proxy.ProxyPorts, call: proxy.Call, response: ChatResponse, deployment: Deployment
 ) -> None:
     global _records_after
     _records_after += 1  # counted when scheduled: a burst cannot overshoot the bound
-    _background(_record(ports, call, response, deployment))
+    task = asyncio.create_task(_record(ports, call, response, deployment))
+    for held in (_tasks, _records):
+        held.add(task)
+        task.add_done_callback(held.discard)
+
+
+async def records_written(within: float = 5.0) -> None:
+    """Wait for the stateless records this process is still writing after their answers
+    (at most MAX_RECORDS_AFTER, ~1 ms each): a usage report then counts every call
+    answered before it was asked for."""
+    if _records:
+        await asyncio.wait(set(_records), timeout=within)
 
 
 async def _record(

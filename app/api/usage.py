@@ -12,6 +12,7 @@ from litestar.di import Provide
 
 from adapters.postgres.usage import DIMENSIONS, catch_up, report
 from app.api.auth import provide_principal, provide_tenant, require
+from app.api.proxy import records_written
 from domain.access import Principal
 from domain.errors import ValidationError
 
@@ -71,6 +72,7 @@ class UsageController(Controller):
                 raise ValidationError("an app key can only read its own usage", "key_id")
             key_id = principal.key_id
         db = request.app.state.db
+        await records_written()  # stateless calls answered here, their records in flight
         await catch_up(db)  # the answers recorded up to now are counted
         rows = await report(db, tenant, start_day, end_day, dims, key_id)
         data = [
