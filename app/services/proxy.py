@@ -363,9 +363,11 @@ def _refuse_if_pending(history: Sequence[Turn], version: int) -> None:
     )
 
 
-def _turn_event(
-    ports: ProxyPorts, message: Message, model: str, tokens: int | None = None
+def turn_event(
+    ports: ProxyPorts, message: Message, model: str | None = None, tokens: int | None = None
 ) -> DomainEvent:
+    """A canonical message as the turn event the proxy appends for it (`tokens` when
+    already counted, else counted for `model`)."""
     if tokens is None:
         tokens = ports.counter.count(message.content, model)
     if message.role == "user":
@@ -396,7 +398,7 @@ async def _append_turns(
     """Append the new turns at `version`; their last version, or None when the session
     moved meanwhile."""
     metadata = {"key_id": meta.key_id, "via": meta.dialect}
-    events = [NewEvent.from_domain(_turn_event(ports, m, "gpt-4o"), uuid7(), metadata) for m in new]
+    events = [NewEvent.from_domain(turn_event(ports, m, "gpt-4o"), uuid7(), metadata) for m in new]
     key = f"{meta.idempotency_key}#in" if meta.idempotency_key else None
     try:
         result = await ports.events.append(
@@ -700,7 +702,7 @@ async def record(
             system = SystemMessage(content=call.request.system, tokens=tokens)
             events.append(NewEvent.from_domain(system, uuid7(), {"key_id": meta.key_id}))
         events.extend(
-            NewEvent.from_domain(_turn_event(ports, m, call.request.model, n), uuid7(), {})
+            NewEvent.from_domain(turn_event(ports, m, call.request.model, n), uuid7(), {})
             for m, n in zip(call.recorded, counted[1:], strict=True)
         )
     elif call.window is not None:

@@ -49,13 +49,11 @@ from domain.errors import (
 from domain.events import (
     MESSAGE_ROLES,
     AssistantMessage,
-    DomainEvent,
     NewEvent,
     PolicyApplied,
     RecordedEvent,
     SessionClosed,
     SessionOpened,
-    SystemMessage,
     ToolResult,
     UserMessage,
 )
@@ -192,30 +190,6 @@ def _tool_calls(data: Mapping[str, Any]) -> tuple[ToolCall, ...]:
             )
         )
     return tuple(calls)
-
-
-def turn_event(ports: proxy.ProxyPorts, message: Message) -> DomainEvent:
-    """A canonical message as the turn event the proxy would append for it."""
-    tokens = ports.counter.count(message.content)
-    if message.role == "user":
-        return UserMessage(content=message.content, tokens=tokens, name=message.name)
-    if message.role == "tool":
-        return ToolResult(
-            tool_call_id=message.tool_call_id or "",
-            content=message.content,
-            tokens=tokens,
-            name=message.name,
-        )
-    if message.role == "system":
-        return SystemMessage(content=message.content, tokens=tokens)
-    return AssistantMessage(
-        content=message.content,
-        tokens=tokens,
-        tool_calls=[
-            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
-        ]
-        or None,
-    )
 
 
 def answer_of(event: RecordedEvent) -> ChatResponse:
@@ -610,7 +584,7 @@ async def _append_input(
             metadata["created_at"] = created
         if meta.idempotency_key:
             metadata["idempotency_key"] = meta.idempotency_key
-        inputs.append(NewEvent.from_domain(turn_event(ports, message), uuid7(), metadata))
+        inputs.append(NewEvent.from_domain(proxy.turn_event(ports, message), uuid7(), metadata))
     key = f"{meta.idempotency_key}#responses" if meta.idempotency_key else None
     try:
         result = await ports.events.append(
@@ -698,7 +672,9 @@ async def create_conversation(
     opened = SessionOpened(session_id=conversation_id, metadata=dict(metadata))
     events = [NewEvent.from_domain(opened, uuid7(), {"key_id": key_id})]
     turn_meta = {"key_id": key_id, "via": "conversations"}
-    events.extend(NewEvent.from_domain(turn_event(ports, m), uuid7(), turn_meta) for m in messages)
+    events.extend(
+        NewEvent.from_domain(proxy.turn_event(ports, m), uuid7(), turn_meta) for m in messages
+    )
     result = await ports.events.append(
         tenant_id, stream_id_for(conversation_id), events, expected_version=0
     )
@@ -741,7 +717,9 @@ async def add_items(
 ) -> list[dict[str, Any]]:
     await _open_view(repo, tenant_id, cid, "conversation_id")
     turn_meta = {"key_id": key_id, "via": "conversations"}
-    events = [NewEvent.from_domain(turn_event(ports, m), uuid7(), turn_meta) for m in messages]
+    events = [
+        NewEvent.from_domain(proxy.turn_event(ports, m), uuid7(), turn_meta) for m in messages
+    ]
     try:
         result = await ports.events.append(tenant_id, stream_id_for(cid), events, must_exist=True)
     except (StreamClosed, StreamNotFound):
