@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from app.proxy_config import ProxyConfig
 from app.services.context import ContextPorts, ContextRequest, build_context
@@ -69,6 +69,8 @@ from domain.proxy.routing import (
     required_capabilities,
 )
 from domain.session import check_session_id, stream_id_for
+
+T = TypeVar("T")
 
 # A turn waiting for its answer this long is taken as abandoned (its call crashed), not
 # as a call in flight.
@@ -520,8 +522,11 @@ def _plan(ports: ProxyPorts, request: ChatRequest, window_tokens: int) -> RouteD
 # --- calling ---------------------------------------------------------------------------
 
 
-async def complete(ports: ProxyPorts, call: Call) -> tuple[ChatResponse, Deployment]:
-    """Walk the plan: retries with backoff on the same deployment, then the next one."""
+async def _walk(
+    ports: ProxyPorts, call: Call, start: Callable[[ChatProvider, Deployment], Awaitable[T]]
+) -> tuple[T, Deployment]:
+    """Walk the plan: `start` each deployment in turn, with retries and backoff on the
+    same one, then the next; the first result that comes without a ProxyError wins."""
     last_error: ProxyError | None = None
     for deployment in call.decision.deployments:
         provider = ports.providers[deployment.provider.name]
@@ -531,9 +536,7 @@ async def complete(ports: ProxyPorts, call: Call) -> tuple[ChatResponse, Deploym
                 break
             t0 = ports.clock()
             try:
-                answer = await provider.complete(
-                    call.request, deployment.model, timeout_s=deployment.timeout_s
-                )
+                result = await start(provider, deployment)
             except ProxyError as exc:
                 last_error = exc
                 wait = _failed(ports, call, deployment, exc, t0, attempt)
@@ -544,8 +547,17 @@ async def complete(ports: ProxyPorts, call: Call) -> tuple[ChatResponse, Deploym
             elapsed = ports.clock() - t0
             ports.router.observe(deployment.id, elapsed, ok=True)
             call.attempts.append(Attempt(deployment.id, "ok", elapsed * 1000))
-            return answer, deployment
+            return result, deployment
     raise _exhausted(call, last_error)
+
+
+async def complete(ports: ProxyPorts, call: Call) -> tuple[ChatResponse, Deployment]:
+    """The answer of the first deployment that gives one (see _walk)."""
+    return await _walk(
+        ports,
+        call,
+        lambda provider, d: provider.complete(call.request, d.model, timeout_s=d.timeout_s),
+    )
 
 
 def _failed(
@@ -601,33 +613,21 @@ async def open_stream(
 ) -> tuple[Deployment, Delta, AsyncIterator[Delta]]:
     """Like `complete`, for a stream: a failure before the first delta falls back to a
     retry or the next deployment; once a delta came, the stream is committed to."""
-    last_error: ProxyError | None = None
-    for deployment in call.decision.deployments:
-        provider = ports.providers[deployment.provider.name]
-        for attempt in range(deployment.max_retries + 1):
-            if not ports.router.allow(deployment.id):
-                call.attempts.append(Attempt(deployment.id, "circuit_open", 0.0))
-                break
-            t0 = ports.clock()
-            stream = provider.stream(
-                call.request, deployment.model, timeout_s=deployment.timeout_s
-            ).__aiter__()
-            try:
-                first = await stream.__anext__()
-            except StopAsyncIteration:
-                first = Delta(finish_reason="stop")
-            except ProxyError as exc:
-                last_error = exc
-                wait = _failed(ports, call, deployment, exc, t0, attempt)
-                if wait is None:
-                    break
-                await ports.sleep(wait)
-                continue
-            elapsed = ports.clock() - t0
-            ports.router.observe(deployment.id, elapsed, ok=True)
-            call.attempts.append(Attempt(deployment.id, "ok", elapsed * 1000))
-            return deployment, first, stream
-    raise _exhausted(call, last_error)
+
+    async def first_delta(
+        provider: ChatProvider, deployment: Deployment
+    ) -> tuple[Delta, AsyncIterator[Delta]]:
+        stream = provider.stream(
+            call.request, deployment.model, timeout_s=deployment.timeout_s
+        ).__aiter__()
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            first = Delta(finish_reason="stop")
+        return first, stream
+
+    (first, stream), deployment = await _walk(ports, call, first_delta)
+    return deployment, first, stream
 
 
 # --- recording -------------------------------------------------------------------------
