@@ -112,6 +112,28 @@ def export(model_dir: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+def quantize(source: Path, target: Path) -> None:
+    """int8 weights (per output channel) and dynamically quantized activations for every
+    MatMul: ~2.6x faster than fp32 for one short query on this kind of CPU (AVX-512
+    VNNI), vectors at cosine ~0.993 to fp32's."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    partial = target.with_suffix(f".{os.getpid()}.part")
+    root = logging.getLogger()
+    quiet = _Quiet()  # the quantizer's advice to pre-process, logged on the root logger
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.removeFilter(quiet)
+    os.replace(partial, target)
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
 _EXPORTING = threading.Lock()
 
 
@@ -121,10 +143,13 @@ class OnnxEmbedder:
 
     dimensions = DIMENSIONS
 
-    def __init__(self, model: str | Path | None, cache_dir: Path, *, threads: int = 1) -> None:
+    def __init__(
+        self, model: str | Path | None, cache_dir: Path, *, threads: int = 1, int8: bool = False
+    ) -> None:
         self.model_dir = Path(model) if model is not None else bundled_model_path()
         self.cache_dir = cache_dir
         self.threads = threads
+        self.int8 = int8
         self.load_seconds: float | None = None
         self._session: Any = None
         self._tokenizer: Any = None
@@ -147,6 +172,11 @@ class OnnxEmbedder:
                 if not target.exists():
                     log.info("exporting %s to ONNX in %s (once)", self.model_dir, target)
                     export(self.model_dir, target)
+                if self.int8:
+                    source, target = target, target.with_suffix(".int8.onnx")
+                    if not target.exists():
+                        log.info("quantizing %s to int8 in %s (once)", source, target)
+                        quantize(source, target)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

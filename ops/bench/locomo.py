@@ -51,7 +51,7 @@ from app.services.sessions import (  # noqa: E402
     append_turns,
     create_session,
 )
-from app.settings import Settings  # noqa: E402
+from app.settings import EMBEDDER_RUNTIMES, Settings  # noqa: E402
 from app.workers.embeddings import EmbeddingsWorker  # noqa: E402
 from domain.context.inputs import MESSAGE_OVERHEAD_TOKENS, BudgetShares  # noqa: E402
 from domain.context.strategies import DEFAULT_SHARES  # noqa: E402
@@ -291,7 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dates", action="store_true", help="prefix each turn with its session's date")
     p.add_argument("--k", type=int, default=30, help="candidates per search (vector, text)")
     p.add_argument(
-        "--embedder-runtime", choices=("onnx", "torch"), default="onnx", help="as serve's"
+        "--embedder-runtime", choices=EMBEDDER_RUNTIMES, default="onnx", help="as serve's"
     )
     p.add_argument("--shares", default=None, help="recent,summary,retrieved (e.g. 0.3,0.1,0.6)")
     args = p.parse_args(argv)

@@ -131,3 +131,38 @@ def test_two_embedders_loading_at_once_export_once(tmp_path: Path) -> None:
         list(pool.map(lambda e: e.load(), [first, second]))
     assert len(list(tmp_path.glob("*.onnx"))) == 1 and not list(tmp_path.glob("*.part"))
     assert dot(first.embed(["same text"])[0], second.embed(["same text"])[0]) > 0.99999
+
+
+def test_int8_queries_stay_close_to_the_fp32_vectors(
+    tmp_path: Path, torch_model: SentenceTransformerEmbedder
+) -> None:
+    """`serve`'s two copies, fp32 for batches and int8 for queries, loading at once on an
+    empty cache: the export once, its int8 copy once, and int8 vectors that rank as the
+    stored fp32 ones do."""
+    batches, queries = OnnxEmbedder(None, tmp_path), OnnxEmbedder(None, tmp_path, int8=True)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda e: e.load(), [queries, batches]))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0].endswith(".int8.onnx"), files
+    int8 = queries.embed(TEXTS)
+    for text, a, b in zip(TEXTS, int8, torch_model.embed(TEXTS), strict=True):
+        assert abs(dot(a, a) - 1.0) < 1e-3, "unit length"
+        assert 0.97 < dot(a, b) < 0.99999, f"int8 is not near (or is exactly) fp32 for {text!r}"
+    # Each query finds the stored turn it is about, whichever copy computed the query.
+    stored = batches.embed(
+        [
+            "The flight to Lisbon cost 300 euros.",
+            "My sister adopted a kitten last week.",
+            "We moved the database to PostgreSQL.",
+        ]
+    )
+    asked = ["What did the plane ticket cost?", "Tell me about the new cat.", "Which DB?"]
+    for want, (q8, q32) in enumerate(zip(queries.embed(asked), batches.embed(asked), strict=True)):
+        for query in (q8, q32):
+            scores = [dot(query, turn) for turn in stored]
+            assert scores.index(max(scores)) == want, (asked[want], scores)
+    # The cached int8 copy is reused. (Compared one text at a time: activations are
+    # quantized per batch, so a text's int8 vector depends on its batch's other texts.)
+    again = OnnxEmbedder(None, tmp_path, int8=True)
+    assert dot(again.embed([TEXTS[0]])[0], queries.embed([TEXTS[0]])[0]) > 0.99999
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
