@@ -21,7 +21,7 @@ from domain.context.inputs import (
     ContextInputs,
     Turn,
 )
-from domain.context.ports import ContextReader, QueryEmbedder
+from domain.context.ports import ContextReader, QueryEmbedder, SessionFacts
 from domain.context.strategies import DEFAULT_SHARES, DEFAULT_STRATEGY, STRATEGIES, assemble
 from domain.context.window import ContextWindow, assembled_event
 from domain.errors import NotFound, ValidationError
@@ -58,6 +58,11 @@ class ContextRequest:
     # they come from app/model_catalog.py and an unknown model is refused.
     context_limit: int | None = None
     max_output: int | None = None
+    # The session as the caller just read it (the proxy has): not read again.
+    facts: SessionFacts | None = None
+    # The stream version `query` takes in the log: the caller builds the window while it
+    # stores the turn, so a turn read at or after this version is that one, not history.
+    current_version: int | None = None
 
 
 def budget_for(request: ContextRequest, counter: TokenCounter) -> Budget:
@@ -109,7 +114,9 @@ async def _build(
     limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
     with_summary = request.strategy in ("summary", "hybrid")
     facts, newest, summary = await asyncio.gather(
-        reader.session(request.tenant_id, request.session_id),
+        reader.session(request.tenant_id, request.session_id)
+        if request.facts is None
+        else _value(request.facts),
         reader.newest_turns(request.tenant_id, request.session_id, limit),
         reader.newest_summary(request.tenant_id, request.session_id) if with_summary else _none(),
     )
@@ -128,7 +135,7 @@ async def _build(
     )
     built_at = datetime.now(UTC)
     retrieves = request.strategy in RETRIEVING and bool(current.content)
-    if retrieves and _may_fit_whole(request, facts.turn_count, newest, current, budget):
+    if retrieves and _may_fit_whole(request, facts.turn_count, recent, current, budget):
         # The whole session fits in the budget: retrieval could only find turns the
         # window shows already. Skipping it saves the query vector (~6 ms) and the search.
         window = assemble(inputs, budget, request.shares, request.strategy, built_at=built_at)
@@ -158,13 +165,15 @@ WHOLE_SESSION_NOTE = "the whole session fits the budget: nothing to retrieve"
 
 
 def _may_fit_whole(
-    request: ContextRequest, turn_count: int, newest: list[Turn], current: Turn, budget: Budget
+    request: ContextRequest, turn_count: int, recent: list[Turn], current: Turn, budget: Budget
 ) -> bool:
     """Every turn of the session is loaded and their tokens (a cheap estimate; the
-    window's own accounting decides) are within the budget."""
-    if request.across_sessions or turn_count > len(newest):
+    window's own accounting decides) are within the budget. `turn_count` counts the
+    current turn when it was read from the log (no `query`)."""
+    loaded = len(recent) + (1 if request.query is None else 0)
+    if request.across_sessions or turn_count > loaded:
         return False
-    tokens = sum(t.tokens + MESSAGE_OVERHEAD_TOKENS for t in newest) + current.tokens
+    tokens = sum(t.tokens + MESSAGE_OVERHEAD_TOKENS for t in recent) + current.tokens
     return budget.scaled(tokens) <= budget.available
 
 
@@ -172,15 +181,22 @@ async def _none() -> None:
     return None
 
 
+async def _value(facts: SessionFacts) -> SessionFacts:
+    return facts
+
+
 def _current_turn(
     request: ContextRequest, newest: list[Turn], counter: TokenCounter
 ) -> tuple[Turn, list[Turn]]:
     """The current turn (the query, or the newest turn) and the turns before it."""
     if request.query is not None:
+        if request.current_version is not None:  # stored meanwhile: it is not history
+            newest = [t for t in newest if t.stream_version < request.current_version]
         after = newest[0] if newest else None
+        version = (after.stream_version + 1) if after else 1
         current = Turn(
             seq=(after.seq + 1) if after else 1,
-            stream_version=(after.stream_version + 1) if after else 1,
+            stream_version=request.current_version or version,
             global_position=0,  # not in the log (yet)
             role="user",
             content=request.query,

@@ -32,9 +32,10 @@ from app.services.context import ContextPorts, ContextRequest, build_context
 from domain.context.inputs import Turn
 from domain.context.ports import SessionFacts
 from domain.context.render import openai_messages
-from domain.context.window import ContextWindow, assembled_event
+from domain.context.window import ContextWindow, assembled_event, place_current
 from domain.errors import AlreadyExists, NotFound, ValidationError, WrongExpectedVersion
 from domain.events import (
+    AppendResult,
     AssistantMessage,
     DomainEvent,
     NewEvent,
@@ -212,6 +213,8 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     tenant = meta.tenant_id
     reader = ports.context.reader
     created = False
+    early: asyncio.Future[ContextWindow] | None = None  # the window, built while appending
+    stored_at = (0, 0)  # the new turn's stream version and global position
     _start_vector(ports, request)
     # Another writer may move the session between the read and the append (a summary
     # job, a context window recorded): read again and retry. A turn of another call
@@ -237,10 +240,21 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
             break
         if new:
             _refuse_if_pending(history, version)
-            appended = await _append_turns(ports, meta, session_id, new, version)
+            if len(new) == 1 and new[0].role == "user" and not new[0].name and facts:
+                # The window does not need the turn stored: it is built meanwhile (with
+                # the session as just read), and the provider is called once both are done.
+                early = asyncio.ensure_future(
+                    _window(ports, meta, request, session_id, facts, new[0].content, version + 1)
+                )
+            appended = await _append_or_cancel(ports, meta, session_id, new, version, early)
             if appended is None:
+                early = None
                 continue
-            version = appended
+            version = appended.last_version
+            if early is not None and appended.replayed:  # stored by an earlier attempt
+                await _drop(early)
+                early = None
+            stored_at = (appended.events[-1].stream_version, appended.events[-1].global_position)
         elif not meta.input_stored:
             # Nothing new: a retry of a turn whose call failed (answered again), or of
             # one whose call is still in flight (refused: it would call twice).
@@ -262,7 +276,10 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
         )
     try:
         stored = ports.clock()
-        window = await _window(ports, meta, request, session_id, facts)
+        if early is not None:  # its current turn now has its place in the log
+            window = place_current(await early, *stored_at)
+        else:
+            window = await _window(ports, meta, request, session_id, facts)
         provider_request = window_request(request, window)
         decision = _plan(ports, provider_request, window.used_tokens)
     except ProxyError as exc:
@@ -394,10 +411,37 @@ def _tool_call_dict(call: Any) -> dict[str, Any]:
     return {"id": call.id, "name": call.name, "arguments": call.arguments}
 
 
+async def _append_or_cancel(
+    ports: ProxyPorts,
+    meta: CallMeta,
+    session_id: str,
+    new: Sequence[Message],
+    version: int,
+    early: asyncio.Future[ContextWindow] | None,
+) -> AppendResult | None:
+    """_append_turns; the window built meanwhile is dropped when the append did not
+    happen (the session moved: read again; or it failed)."""
+    try:
+        appended = await _append_turns(ports, meta, session_id, new, version)
+    except BaseException:
+        appended = None
+        raise
+    finally:
+        if appended is None and early is not None:
+            await _drop(early)
+    return appended
+
+
+async def _drop(early: asyncio.Future[ContextWindow]) -> None:
+    early.cancel()
+    with contextlib.suppress(BaseException):
+        await early
+
+
 async def _append_turns(
     ports: ProxyPorts, meta: CallMeta, session_id: str, new: Sequence[Message], version: int
-) -> int | None:
-    """Append the new turns at `version`; their last version, or None when the session
+) -> AppendResult | None:
+    """Append the new turns at `version`; what was written, or None when the session
     moved meanwhile."""
     metadata = {"key_id": meta.key_id, "via": meta.dialect}
     events = [NewEvent.from_domain(turn_event(ports, m, "gpt-4o"), uuid7(), metadata) for m in new]
@@ -412,7 +456,7 @@ async def _append_turns(
         )
     except WrongExpectedVersion:
         return None
-    return result.last_version
+    return result
 
 
 async def _stored_answer(
@@ -457,9 +501,13 @@ async def _window(
     request: ChatRequest,
     session_id: str,
     facts: SessionFacts | None,
+    query: str | None = None,
+    current_version: int | None = None,
 ) -> ContextWindow:
     """The window for this call: strategy and budget from the request's headers, else
-    the session's metadata (`context_strategy`, `context_budget`), else the config."""
+    the session's metadata (`context_strategy`, `context_budget`), else the config. With
+    `query`, the new turn's text, the window is built while it is being stored at
+    `current_version` (and `facts` are the session as read before)."""
     defaults = ports.config.context
     own_strategy = facts.context_strategy if facts else None
     own_budget = facts.context_budget if facts else None
@@ -481,6 +529,9 @@ async def _window(
                 system_prompt=request.system,
                 context_limit=limits.context_limit,
                 max_output=output,
+                query=query,
+                facts=facts if query is not None else None,
+                current_version=current_version,
             ),
         )
     except ValidationError as exc:

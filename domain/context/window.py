@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -230,6 +230,20 @@ def build_window(
         prompt_hash=prompt_hash([m for s in kept for m in s.messages]),
         notes=tuple(notes),
     )
+
+
+def place_current(window: ContextWindow, stream_version: int, source: int) -> ContextWindow:
+    """`window` with its current turn's place in the log, for a window built while that
+    turn was being stored (its text, tokens and the prompt hash do not change)."""
+    sections = []
+    for s in window.sections:
+        if s.kind == "current":
+            messages = tuple(
+                replace(m, stream_version=stream_version, source=source) for m in s.messages
+            )
+            s = replace(s, messages=messages, sources=(source,) * len(messages))
+        sections.append(s)
+    return replace(window, sections=tuple(sections))
 
 
 def assembled_event(window: ContextWindow) -> ContextAssembled:

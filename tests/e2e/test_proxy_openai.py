@@ -172,6 +172,16 @@ async def test_stateful_conversation_sends_one_turn_at_a_time(
     assert kinds.count("ContextAssembled") == 3
     # Each user turn is committed before its answer; each answer follows its window.
     assert kinds[1:4] == ["UserMessage", "ContextAssembled", "AssistantMessage"]
+    # Each window (built while its turn was being stored) points at that stored turn as
+    # its current message, and at the turns before it as recent ones.
+    turns = [e for e in recorded if e["type"] in ("UserMessage", "AssistantMessage")]
+    windows = [e for e in recorded if e["type"] == "ContextAssembled"]
+    for n, window in enumerate(windows):
+        sources = {sec["kind"]: sec["sources"] for sec in window["data"]["sections"]}
+        asked = turns[2 * n]
+        assert asked["type"] == "UserMessage" and asked["global_position"] > 0
+        assert sources["current"] == [asked["global_position"]]
+        assert sources.get("recent", []) == [t["global_position"] for t in turns[: 2 * n]]
     session = (await http.get(f"/v1/sessions/{s}")).json()
     assert session["turn_count"] == 6
     assert float(session["cost_total"]) > 0

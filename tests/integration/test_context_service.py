@@ -109,6 +109,34 @@ async def test_a_session_that_fits_whole_needs_no_retrieval(db: Database) -> Non
     assert asked.notes[-1] == WHOLE_SESSION_NOTE
 
 
+async def test_a_window_built_while_its_turn_is_stored_shows_that_turn_once(
+    db: Database,
+) -> None:
+    """The proxy builds the window while it appends the new turn, with the session as
+    read before: whether the read sees the turn already or not, it is the current
+    message, once, and not history."""
+    ports = await seeded(db, 5)  # opened (version 1), turns 0-4 at versions 2-6
+    facts = await ports.reader.session("acme", "s")
+    assert facts is not None and (facts.version, facts.turn_count) == (6, 5)
+    # The append lands before the window's reads (the race the proxy allows).
+    await svc.append_turns(
+        PostgresSessions(db), ports.counter, CTX, "s", [svc.TurnSpec("user", "turn 5")]
+    )
+    window = await build_context(
+        ports,
+        ContextRequest(
+            "acme", "s", "gpt-4o-mini", strategy="sliding_window", budget=4000,
+            query="turn 5", facts=facts, current_version=7,
+        ),
+    )  # fmt: skip
+    texts = [m.content for m in window.messages]
+    assert texts == [f"turn {i}" for i in range(6)]
+    current = window.section("current")
+    assert current is not None and current.messages[0].stream_version == 7
+    recent = window.section("recent")
+    assert recent is not None and [m.stream_version for m in recent.messages] == [2, 3, 4, 5, 6]
+
+
 OLD_VIEW_JOIN = """SELECT t.seq, e.data->>'content' AS content
     FROM turn_rows t
     JOIN events e ON e.tenant_id = t.tenant_id AND e.global_position = t.global_position

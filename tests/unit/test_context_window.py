@@ -18,7 +18,7 @@ from domain.context import (
     assemble,
     assembled_event,
 )
-from domain.context.window import build_window, make_section, prompt_hash
+from domain.context.window import build_window, make_section, place_current, prompt_hash
 from domain.errors import ValidationError
 from domain.hashing import canonical_json, normalize_json
 from tests.unit.test_context_sessions import candidate, inputs_for, make_turns, summary_to
@@ -161,3 +161,15 @@ def test_assembled_event_records_positions_and_counts_not_text() -> None:
     assert event.sections[2]["covers"] == [1, 181]
     assert "Lisbon" not in json.dumps(event.to_data())
     assert normalize_json(event.to_data()) == event.to_data()
+
+
+def test_placing_the_current_turn_changes_its_place_and_nothing_else() -> None:
+    window = rich_window()
+    placed = place_current(window, stream_version=777, source=9_001)
+    current = placed.section("current")
+    assert current is not None and current.sources == (9_001,)
+    assert [(m.stream_version, m.source) for m in current.messages] == [(777, 9_001)]
+    assert placed.prompt_hash == window.prompt_hash == prompt_hash(placed.messages)
+    assert placed.used_tokens == window.used_tokens
+    others = [s for s in placed.sections if s.kind != "current"]
+    assert others == [s for s in window.sections if s.kind != "current"]
