@@ -39,11 +39,6 @@ NEWEST_TURNS = f"""SELECT {_TURN_SELECT}
           ORDER BY seq DESC LIMIT $3) t
     {_EVENT_OF_TURN}
     ORDER BY t.seq DESC"""
-TURNS_BY_KEY = f"""SELECT t.session_id, {_TURN_SELECT}
-    FROM (SELECT tr.* FROM unnest($2::text[], $3::int[]) AS k(session_id, seq)
-          JOIN turn_rows tr ON tr.tenant_id = $1 AND tr.session_id = k.session_id
-                           AND tr.seq = k.seq) t
-    {_EVENT_OF_TURN}"""
 NEWEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens, global_position
     FROM summaries WHERE tenant_id = $1 AND session_id = $2
     ORDER BY to_version DESC, level DESC LIMIT 1"""
@@ -115,6 +110,7 @@ class PostgresContextReader:
         self.k_vector = k_vector
         self.k_text = k_text
         self.common_terms = search.CommonTerms()
+        self.table_rows = search.TableRows()
 
     async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None:
         async with self.db.connection() as conn:
@@ -147,23 +143,21 @@ class PostgresContextReader:
         query_text: str,
         before_version: int,
         user_id: str | None,
+        session_turns: int | None = None,
     ) -> list[Candidate]:
         if query_embedding is None:
             return []
         async with self.db.connection() as conn:
+            sizes = None
+            if user_id is None and session_turns is not None:  # no need to count
+                sizes = (session_turns, await self.table_rows.get(conn))
             found = await search.session_candidates(
                 conn, tenant_id, session_id, query_embedding, query_text, before_version,
                 self.k_vector, self.k_text, user_scope=user_id,
-                common_terms=await self.common_terms.get(conn),
+                common_terms=await self.common_terms.get(conn), sizes=sizes,
             )  # fmt: skip
-            # The other half of each question/answer pair: the neighbouring seq.
-            keys = [(c.session_id, c.seq + (1 if c.role == "user" else -1)) for c in found]
-            rows = await conn.fetch(
-                TURNS_BY_KEY, tenant_id, [k[0] for k in keys], [k[1] for k in keys]
-            )
-        partners = {(r["session_id"], r["seq"]): r for r in rows}
         out = []
-        for c, key in zip(found, keys, strict=True):
+        for c in found:
             # A turn of the user's other sessions says so (its seq is another session's).
             other = c.session_id if c.session_id != session_id else None
             turn = Turn(
@@ -176,8 +170,8 @@ class PostgresContextReader:
                 created_at=c.created_at,
                 session_id=other,
             )
-            row = partners.get(key)
-            partner = turn_from_row(row, other) if row is not None else None
+            # The other half of its question/answer pair (the neighbouring seq).
+            partner = turn_from_row(c.partner, other) if c.partner is not None else None
             if partner is not None and other is None and partner.stream_version >= before_version:
                 partner = None  # the recent window's business, not retrieval's
             out.append(

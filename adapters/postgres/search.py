@@ -73,6 +73,9 @@ class Candidate:
     text_rank: int | None
     distance: float
     embedding: tuple[float, ...]
+    # The other half of its question/answer pair (the neighbouring seq: a user turn's
+    # answer, an answer's question), as turn columns (see PARTNER_COLUMNS), if any.
+    partner: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,29 @@ CROSS JOIN LATERAL (
     LIMIT 1) ev"""
 
 
+# The hit's partner, in the same statement (it was a second round trip): the turn at
+# the neighbouring seq and its event, each by its keys as above.
+_PARTNER_OF_HIT = """LEFT JOIN LATERAL (
+    SELECT pt.seq, pt.stream_version, pt.global_position, pt.role, pt.tokens, pt.created_at,
+           pt.name, coalesce(pe.data->>'content', '') AS content,
+           pe.data->>'tool_call_id' AS tool_call_id, pe.data->'tool_calls' AS tool_calls
+    FROM turn_rows pt
+    CROSS JOIN LATERAL (
+        SELECT ev.data FROM events ev
+        WHERE ev.tenant_id = $1 AND ev.global_position = pt.global_position
+          AND ev.stream_id = 'session:' || pt.session_id
+          AND ev.stream_version = pt.stream_version AND ev.event_id = pt.event_id
+        LIMIT 1) pe
+    WHERE pt.tenant_id = $1 AND pt.session_id = {hit}.session_id
+      AND pt.seq = {hit}.seq + CASE WHEN te.role = 'user' THEN 1 ELSE -1 END
+    LIMIT 1) p ON true"""
+PARTNER_COLUMNS = (
+    "seq", "stream_version", "global_position", "role", "tokens", "created_at", "name",
+    "content", "tool_call_id", "tool_calls",
+)  # fmt: skip
+_PARTNER_SELECT = ", ".join(f"p.{c} AS p_{c}" for c in PARTNER_COLUMNS)
+
+
 def _candidates_sql(scope: str, plan: str) -> str:
     return f"""
 WITH vec AS MATERIALIZED (
@@ -248,9 +274,10 @@ WITH vec AS MATERIALIZED (
 SELECT h.session_id, h.seq, te.stream_version, te.global_position, te.role, te.created_at,
        tr.tokens, coalesce(ev.data->>'content', '') AS content,
        te.embedding <=> $4::vector AS distance, vector_send(te.embedding) AS embedding,
-       h.vector_distance, h.text_score
+       h.vector_distance, h.text_score, {_PARTNER_SELECT}
 FROM hits h
-{_ROWS_OF_HIT.format(hit="h")}"""
+{_ROWS_OF_HIT.format(hit="h")}
+{_PARTNER_OF_HIT.format(hit="h")}"""
 
 
 _CANDIDATES = {
@@ -267,6 +294,26 @@ _COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_
 
 
 UNANALYZED_RETRY_S = 30.0
+
+_TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass"
+
+
+class TableRows:
+    """turn_embeddings' row count as of its last ANALYZE (pg_class.reltuples, -1
+    before the first), read again every `ttl_s`: the candidates' plan needs its order of
+    magnitude only, and it changes when autovacuum analyzes the table, not per call."""
+
+    def __init__(self, ttl_s: float = 30.0) -> None:
+        self.ttl_s = ttl_s
+        self.rows = -1.0
+        self._read_at = -math.inf
+
+    async def get(self, conn: Connection) -> float:
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s:
+            self._read_at = now
+            self.rows = float(await conn.fetchval(_TABLE_ROWS) or -1)
+        return self.rows
 
 
 class CommonTerms:
@@ -330,6 +377,7 @@ async def session_candidates(
     k_text: int = 20,
     user_scope: str | None = None,
     common_terms: Sequence[str] = (),
+    sizes: tuple[int, float] | None = None,
 ) -> list[Candidate]:
     """The session's turns older than `before_version` (the recent window starts there)
     nearest to the query by meaning (top `k_vector`) and by words (top `k_text`), and,
@@ -340,13 +388,17 @@ async def session_candidates(
     cost grows with how often the query's words occur, runs while the model computes
     the vector, and only the vector half waits for it. In a scope of at least
     COMMON_TERMS_MIN_SCOPE turns the query's words listed in `common_terms` (see
-    CommonTerms) are not searched by words."""
+    CommonTerms) are not searched by words. `sizes`, the session's turns and the table's
+    rows (TableRows), when the caller has them without a user scope: not read again."""
     user = user_scope is not None
-    sizes = await conn.fetchrow(_SCOPE_SIZES, tenant_id, session_id, user_scope, EXACT_LIMIT + 1)
-    scope_size = sizes["user_turns"]
-    if not user or sizes["user_id"] != user_scope:  # else counted with the user's
-        scope_size += sizes["session_turns"] or 0
-    plan = candidate_plan(scope_size, sizes["table_rows"] or 0, user_scope=user)
+    if sizes is not None and not user:
+        scope_size, table_rows = sizes
+    else:
+        row = await conn.fetchrow(_SCOPE_SIZES, tenant_id, session_id, user_scope, EXACT_LIMIT + 1)
+        scope_size, table_rows = row["user_turns"], row["table_rows"] or 0
+        if not user or row["user_id"] != user_scope:  # else counted with the user's
+            scope_size += row["session_turns"] or 0
+    plan = candidate_plan(scope_size, table_rows, user_scope=user)
     scope_args: list[Any] = [tenant_id, session_id, before_version]
     text_hits: list[Any] = []
     if k_text > 0 and query_text.strip():
@@ -380,6 +432,7 @@ async def session_candidates(
             text_rank=text_ranks.get((r["session_id"], r["seq"])),
             distance=float(r["distance"]),
             embedding=decode_vector(r["embedding"]),
+            partner=({c: r["p_" + c] for c in PARTNER_COLUMNS} if r["p_seq"] is not None else None),
         )
         for r in rows
     ]

@@ -154,6 +154,7 @@ async def _build(
             # window shows, and the window's length depends on the budget.
             before_version=current.stream_version,
             user_id=facts.user_id if request.across_sessions else None,
+            session_turns=facts.turn_count,
         )
         inputs = replace(
             inputs, candidates=tuple(candidates), query_embedding=tuple(await embedding)

@@ -39,10 +39,12 @@ class ContextReader(Protocol):
         query_text: str,
         before_version: int,
         user_id: str | None,
+        session_turns: int | None = None,
     ) -> list[Candidate]:
         """Older turns (stream version < before_version) found by meaning and words. The
         query vector may still be computing (an awaitable): the reader can do what needs
-        no vector (the full-text half) first."""
+        no vector (the full-text half) first. `session_turns`: the session's turn count
+        when the caller has it (the reader need not count)."""
         ...
 
 

@@ -217,6 +217,59 @@ async def test_the_hnsw_plan_agrees_with_the_exact_plan(
         assert await conn.fetchval("SHOW hnsw.iterative_scan") == "off"
 
 
+@pytest.mark.parametrize("plan", ["exact", "hnsw"])
+async def test_each_candidate_comes_with_the_other_half_of_its_pair(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    """In the same statement: a question's answer (the next seq), an answer's question
+    (the one before), each with its text from the log."""
+    if plan == "hnsw":
+        monkeypatch.setattr(search, "EXACT_LIMIT", 0)
+    found = by_seq(await candidates(corpus, "Who is looking after my pet?"))
+    cat, sitter = found[3], found[4]  # seq 3 asks, seq 4 answers
+    assert cat.partner is not None and sitter.partner is not None
+    assert (cat.partner["seq"], cat.partner["role"], cat.partner["content"]) == (
+        4, "assistant", TRIP[3][1],
+    )  # fmt: skip
+    assert (sitter.partner["seq"], sitter.partner["content"]) == (3, TRIP[2][1])
+    assert sitter.partner["stream_version"] == cat.stream_version
+    assert sitter.partner["global_position"] == cat.global_position
+    assert sitter.partner["tokens"] == cat.tokens
+    # The newest turn of a session whose answer is not there yet has no partner.
+    work = await corpus.embedder.embed_query("conference hotel")
+    async with corpus.db.connection() as conn:
+        hits = await session_candidates(conn, "acme", "work", work, "conference hotel", 99)
+    last = {c.seq: c for c in hits}[3]
+    assert last.partner is None and last.content == WORK[2][1]
+
+
+async def test_scope_sizes_given_by_the_caller_plan_as_counted_ones(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "Who is looking after my pet?"
+    counted = await candidates(corpus, question)
+    async with corpus.db.connection() as conn:
+        rows = await search.TableRows().get(conn)
+        await conn.execute("ANALYZE turn_embeddings")
+        cached = search.TableRows(ttl_s=3600)
+        analyzed = await cached.get(conn)
+        given = await candidates(corpus, question, sizes=(len(TRIP), analyzed))
+        assert await cached.get(conn) == analyzed  # not read again within its ttl
+    assert rows in (-1.0, 0.0) and analyzed > 0
+    assert [(c.seq, c.vector_rank, c.text_rank) for c in given] == [
+        (c.seq, c.vector_rank, c.text_rank) for c in counted
+    ]
+    # The sizes choose the plan: a large session holding a small share of the table.
+    plans: list[str] = []
+    real = search.candidate_plan
+    monkeypatch.setattr(
+        search, "candidate_plan", lambda *a, **k: plans.append(real(*a, **k)) or plans[-1]
+    )
+    await candidates(corpus, question, sizes=(search.EXACT_LIMIT + 1, 10**9))
+    await candidates(corpus, question, sizes=(len(TRIP), analyzed))
+    assert plans == ["window", "exact"]
+
+
 async def test_a_session_with_a_small_share_of_the_table_is_searched_in_a_window(
     corpus: Corpus, raw_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
