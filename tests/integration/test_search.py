@@ -262,9 +262,12 @@ async def test_scope_sizes_given_by_the_caller_plan_as_counted_ones(
     # The sizes choose the plan: a large session holding a small share of the table.
     plans: list[str] = []
     real = search.candidate_plan
-    monkeypatch.setattr(
-        search, "candidate_plan", lambda *a, **k: plans.append(real(*a, **k)) or plans[-1]
-    )
+
+    def recording_plan(*args: Any, **kwargs: Any) -> str:
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(search, "candidate_plan", recording_plan)
     await candidates(corpus, question, sizes=(search.EXACT_LIMIT + 1, 10**9))
     await candidates(corpus, question, sizes=(len(TRIP), analyzed))
     assert plans == ["window", "exact"]
