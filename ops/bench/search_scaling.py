@@ -131,7 +131,7 @@ async def benchmark(
     )
 
     common = [r[0] for r in await raw_conn.fetch(COMMON_WORDS)]
-    default_limit, default_share = search.EXACT_LIMIT, search.HNSW_MIN_SHARE
+    auto_plan = search.candidate_plan
     print(f"{'scope':<14}{'plan':<7}{'p50 ms':>8}{'p95 ms':>8}{'recall@20':>11}")
     for sid, n in (("s100", 100), ("s1k", 1000), ("s10k", 10000)):
         picks = await raw_conn.fetch(
@@ -152,11 +152,10 @@ async def benchmark(
             truth.append({r["seq"] for r in rows})
         scopes: list[tuple[str, str | None]] = [(sid, None), (f"{sid}+user", "u1")]
         for scope_name, scope_user in scopes:
-            plans: list[tuple[str, int, float]] = [("auto", default_limit, default_share)]
-            if scope_user is None:
-                plans += [("exact", 10**9, 0.0), ("hnsw", 0, 0.0), ("window", 0, 2.0)]
-            for plan, limit, share in plans:
-                search.EXACT_LIMIT, search.HNSW_MIN_SHARE = limit, share
+            plans = ["auto"] + (["exact", "hnsw", "window"] if scope_user is None else [])
+            for plan in plans:
+                # A named plan is forced; "auto" is the one candidate_plan picks.
+                search.candidate_plan = auto_plan if plan == "auto" else _forced(plan)
                 timings, recall = [], []
                 async with db.connection() as conn:
                     for vector, text in qs[:5]:  # warm the statement cache
@@ -187,7 +186,12 @@ async def benchmark(
                     f"{_percentile(timings, 95):>8.2f}{rec:>11}"
                 )
 
+    search.candidate_plan = auto_plan
     return results
+
+
+def _forced(plan: str) -> Any:
+    return lambda *args, **kwargs: plan
 
 
 SIZE = "SELECT pg_size_pretty(pg_total_relation_size('turn_embeddings'))"

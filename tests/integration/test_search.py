@@ -304,6 +304,23 @@ def test_candidate_plan() -> None:
     assert search.candidate_plan(big, -1, user_scope=False) == "hnsw"  # never analyzed
 
 
+def test_a_scope_holding_most_of_the_table_takes_the_index_before_the_exact_limit() -> None:
+    plan = search.candidate_plan
+    assert plan(1_000, 1_000, user_scope=False) == "exact"  # too small to gain
+    assert plan(2_000, 2_000, user_scope=False) == "hnsw"  # alone in its table
+    assert plan(2_000, 4_000, user_scope=False) == "hnsw"
+    assert plan(2_000, 40_000, user_scope=False) == "exact"  # a 5% share
+    assert plan(3_500, 35_000, user_scope=False) == "hnsw"  # a 10% share, long enough
+    assert plan(2_000, -1, user_scope=False) == "exact"  # never analyzed: the bound holds
+    # The crossover follows the costs: just below it exact, just above it the index.
+    share = 0.5
+    crossover = (search.HNSW_BASE_MS + search.HNSW_MS_PER_INVERSE_SHARE / share) / (
+        search.EXACT_MS_PER_TURN
+    )
+    assert not search.hnsw_cheaper(int(crossover) - 1, share)
+    assert search.hnsw_cheaper(int(crossover) + 2, share)
+
+
 async def test_history_search_fuses_meaning_and_words_within_the_tenant(
     corpus: Corpus, raw_conn: asyncpg.Connection
 ) -> None:
