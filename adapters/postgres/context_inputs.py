@@ -179,7 +179,7 @@ class PostgresContextReader:
                     turn=turn,
                     vector_rank=c.vector_rank,
                     text_rank=c.text_rank,
-                    embedding=tuple(c.embedding),
+                    embedding=c.embedding,
                     partner=partner,
                 )
             )

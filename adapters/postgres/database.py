@@ -9,10 +9,12 @@ SQLAlchemy measured ~200 us against ~80 us on the driver.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
 import struct
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -63,6 +65,17 @@ def decode_vector(data: bytes) -> tuple[float, ...]:
     vectors fetched and decoded in 0.46 ms, 1.07 ms as real[])."""
     (dims,) = struct.unpack_from(">H", data)
     return struct.unpack_from(f">{dims}f", data, 4)
+
+
+def decode_vector_array(data: bytes) -> array.array[float]:
+    """pgvector's binary form as an array of float32 in native order: no Python float per
+    element (struct's 384 floats a vector were ~5% of a stateful call's event loop for
+    the 60 candidates, most of which MMR never compares). Values equal decode_vector's."""
+    values = array.array("f")
+    values.frombytes(memoryview(data)[4:])
+    if sys.byteorder == "little":
+        values.byteswap()  # the wire is big-endian
+    return values
 
 
 async def _init_connection(conn: Connection) -> None:

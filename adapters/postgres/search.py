@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from adapters.postgres.database import Connection, decode_vector
+from adapters.postgres.database import Connection, decode_vector_array
+from domain.quick_init import quick_init
 
 EXACT_LIMIT = 4_000
 # The HNSW plan pays off while the scope holds a fair share of the table (measured:
@@ -64,6 +65,7 @@ COMMON_TERMS_MIN_SCOPE = 2_000
 MAX_HISTORY_LIMIT = 200
 
 
+@quick_init
 @dataclass(frozen=True)
 class Candidate:
     """A turn found for the context engine. Ranks are 1-based; None: not in that top-k.
@@ -80,7 +82,7 @@ class Candidate:
     vector_rank: int | None
     text_rank: int | None
     distance: float
-    embedding: tuple[float, ...]
+    embedding: Sequence[float]  # float32 (decode_vector_array)
     # The other half of its question/answer pair (the neighbouring seq: a user turn's
     # answer, an answer's question), as turn columns (see PARTNER_COLUMNS), if any.
     partner: dict[str, Any] | None = None
@@ -440,7 +442,7 @@ async def session_candidates(
             vector_rank=vector_ranks.get((r["session_id"], r["seq"])),
             text_rank=text_ranks.get((r["session_id"], r["seq"])),
             distance=float(r["distance"]),
-            embedding=decode_vector(r["embedding"]),
+            embedding=decode_vector_array(r["embedding"]),
             partner=({c: r["p_" + c] for c in PARTNER_COLUMNS} if r["p_seq"] is not None else None),
         )
         for r in rows

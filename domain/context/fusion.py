@@ -76,7 +76,8 @@ class Diversifier(Generic[K]):
         self._vectors: dict[K, tuple[Sequence[float], float]] = {}
         for key, vector in items:
             if vector is not None and (norm := math.hypot(*vector)) > 0.0:
-                self._vectors[key] = (vector, norm)
+                # A tuple: math.dist would copy any other sequence into one per compare.
+                self._vectors[key] = (tuple(vector), norm)
         if len({len(v) for v, _ in self._vectors.values()}) > 1:
             raise ValueError("embeddings of different dimensions")
         self._selected: list[tuple[Sequence[float], float]] = []

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from domain.context.window import ToolCallRef
 from domain.errors import ValidationError
+from domain.quick_init import quick_init
 
 # OpenAI's chat format spends about 3-4 tokens per message on role and delimiters
 # (<|start|>role<|message|>...<|end|>); 4 is the safe side of that, and Anthropic's
@@ -32,6 +33,7 @@ SECTION_LABEL_TOKENS = 20
 OTHER_SESSION_TOKENS = 8
 
 
+@quick_init
 @dataclass(frozen=True)
 class Turn:
     """A conversation turn as the `turns` read model holds it. `seq` numbers a session's
@@ -65,6 +67,7 @@ class Summary:
     global_position: int | None = None  # of the SummaryRecorded event
 
 
+@quick_init
 @dataclass(frozen=True)
 class Candidate:
     """An older turn found by search. Ranks are 1-based positions in the vector (cosine)
@@ -79,7 +82,8 @@ class Candidate:
     turn: Turn
     vector_rank: int | None = None
     text_rank: int | None = None
-    embedding: tuple[float, ...] | None = None
+    # Left out of eq and hash: derived from the turn, and it may be a (mutable) array.
+    embedding: Sequence[float] | None = field(default=None, compare=False)
     partner: Turn | None = None
 
 

@@ -307,7 +307,7 @@ class _Pooled:
     turn: Turn
     vector_rank: int | None
     text_rank: int | None
-    embedding: tuple[float, ...] | None
+    embedding: Sequence[float] | None
 
 
 def _best(a: int | None, b: int | None) -> int | None:

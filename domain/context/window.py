@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 from domain.errors import ValidationError
 from domain.events import ContextAssembled, JsonDict
 from domain.hashing import canonical_json
+from domain.quick_init import quick_init
 
 CONTEXT_PROTOCOL_VERSION = "1"
 
@@ -26,6 +27,7 @@ SectionKind = Literal["system", "state", "summary", "retrieved", "recent", "curr
 SECTION_ORDER: tuple[SectionKind, ...] = get_args(SectionKind)
 
 
+@quick_init
 @dataclass(frozen=True)
 class ToolCallRef:
     """A tool call an assistant turn made (OpenAI's `tool_calls[i]`, flattened)."""
@@ -35,6 +37,7 @@ class ToolCallRef:
     arguments: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class ContextMessage:
     """One message of the window. `tokens` is what it costs in the window: its stored
@@ -87,6 +90,7 @@ class ContextMessage:
         )
 
 
+@quick_init
 @dataclass(frozen=True)
 class Section:
     """`tokens` is the sum of the messages' tokens, plus, for state, summary and
