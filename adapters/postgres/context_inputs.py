@@ -10,6 +10,7 @@ from typing import Any
 
 from adapters.postgres import search
 from adapters.postgres.database import Connection, Database
+from adapters.postgres.session_tails import SessionTails
 from domain.context.inputs import Candidate, Summary, Turn
 from domain.context.ports import SessionFacts
 from domain.context.window import ToolCallRef
@@ -34,8 +35,9 @@ _EVENT_OF_TURN = """CROSS JOIN LATERAL (
 _TURN_SELECT = """t.seq, t.stream_version, t.global_position, t.role,
         coalesce(e.data->>'content', '') AS content, t.tokens, t.created_at, t.name,
         e.data->>'tool_call_id' AS tool_call_id, e.data->'tool_calls' AS tool_calls"""
+# $4: only turns numbered after it (0: any), the rest a kept tail already holds.
 NEWEST_TURNS = f"""SELECT {_TURN_SELECT}
-    FROM (SELECT * FROM turn_rows WHERE tenant_id = $1 AND session_id = $2
+    FROM (SELECT * FROM turn_rows WHERE tenant_id = $1 AND session_id = $2 AND seq > $4
           ORDER BY seq DESC LIMIT $3) t
     {_EVENT_OF_TURN}
     ORDER BY t.seq DESC"""
@@ -82,9 +84,11 @@ async def session_row(conn: Connection, tenant_id: str, session_id: str) -> Any:
     return await conn.fetchrow(SESSION, tenant_id, session_id)
 
 
-async def newest_turns(conn: Connection, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
-    """The newest `limit` turns, newest first."""
-    rows = await conn.fetch(NEWEST_TURNS, tenant_id, session_id, limit)
+async def newest_turns(
+    conn: Connection, tenant_id: str, session_id: str, limit: int, after_seq: int = 0
+) -> list[Turn]:
+    """The newest `limit` turns numbered after `after_seq`, newest first."""
+    rows = await conn.fetch(NEWEST_TURNS, tenant_id, session_id, limit, after_seq)
     return [turn_from_row(r) for r in rows]
 
 
@@ -111,6 +115,7 @@ class PostgresContextReader:
         self.k_text = k_text
         self.common_terms = search.CommonTerms()
         self.table_rows = search.TableRows()
+        self.tails = SessionTails()
 
     async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None:
         async with self.db.connection() as conn:
@@ -127,8 +132,11 @@ class PostgresContextReader:
         )
 
     async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
-        async with self.db.connection() as conn:
-            return await newest_turns(conn, tenant_id, session_id, limit)
+        async def fetch(after_seq: int, limit: int) -> list[Turn]:
+            async with self.db.connection() as conn:
+                return await newest_turns(conn, tenant_id, session_id, limit, after_seq)
+
+        return await self.tails.newest(tenant_id, session_id, limit, fetch)
 
     async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None:
         async with self.db.connection() as conn:
