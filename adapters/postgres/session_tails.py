@@ -61,10 +61,8 @@ class SessionTails:
             return turns
         newest_seq = tail.turns[0].seq if tail.turns else 0
         newer = list(await fetch(newest_seq, limit))
-        if len(newer) >= limit:  # the kept turns are all older than what is asked for
-            self._keep(key, newer, whole=False)
-            return newer
-        # Another read may have moved the tail meanwhile: merge with the current one.
+        # Another read may have moved the tail meanwhile: merge with the current one. If
+        # more than `limit` turns came since, the merge stops at the gap: `newer` alone.
         current = self._tails.get(key, tail)
         turns = _merge(newer, current.turns)
         whole = current.whole and turns[-1].seq == 1 if turns else current.whole

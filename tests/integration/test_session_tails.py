@@ -83,6 +83,27 @@ async def test_a_kept_tail_reads_only_the_new_turns_and_matches_a_fresh_read(
     assert fetch.fetched[-2:] == [5, 30]
 
 
+async def test_a_short_read_between_long_ones_keeps_the_tail(db: Database) -> None:
+    """A stateful call reads its newest 2 turns (is the request new?), then its window's
+    200: the short read, finding two new turns, must extend the tail, not replace it."""
+    repo = PostgresSessions(db)
+    await svc.create_session(repo, CTX, session_id="s")
+    await add(repo, "s", 0, 40)
+    tails, fetch = SessionTails(), Counting(db)
+    await tails.newest("acme", "s", 30, fetch)
+    for start in range(40, 60, 2):
+        await add(repo, "s", start, 2)
+        assert rows(await tails.newest("acme", "s", 2, fetch)) == await fresh(db, "s", 2)
+        assert rows(await tails.newest("acme", "s", 30, fetch)) == await fresh(db, "s", 30)
+    assert fetch.fetched[1:] == [2, 0] * 10
+    # More new turns than a short read asks for: it returns the newest, and the next
+    # long read (the tail no longer reaches them) reads afresh.
+    await add(repo, "s", 60, 5)
+    assert rows(await tails.newest("acme", "s", 2, fetch)) == await fresh(db, "s", 2)
+    assert rows(await tails.newest("acme", "s", 30, fetch)) == await fresh(db, "s", 30)
+    assert fetch.fetched[-2:] == [2, 30]
+
+
 async def test_two_replicas_each_see_the_turns_the_other_stored(db: Database) -> None:
     repo = PostgresSessions(db)
     await svc.create_session(repo, CTX, session_id="s")
