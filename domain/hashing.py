@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from domain.errors import ValidationError
@@ -54,6 +56,11 @@ def canonical_json(value: Any) -> bytes:
 
 def format_time(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# A string as canonical_json writes it: json.dumps with ensure_ascii=False escapes each
+# string with this (C) function; called directly, no encoder is built a call.
+json_string: Callable[[str], str] = encode_basestring
 
 
 def json_text(value: str) -> str:

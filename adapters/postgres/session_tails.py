@@ -88,6 +88,10 @@ class SessionTails:
 
 def _merge(newer: list[Turn], older: list[Turn]) -> list[Turn]:
     """Both newest first; the result newest first, each seq once, cut at the first gap."""
+    if not newer:
+        return older
+    if not older or newer[-1].seq == older[0].seq + 1:  # the usual case: they join
+        return newer + older
     by_seq = {t.seq: t for t in older}
     by_seq.update((t.seq, t) for t in newer)
     out: list[Turn] = []

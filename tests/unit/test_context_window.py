@@ -173,3 +173,28 @@ def test_placing_the_current_turn_changes_its_place_and_nothing_else() -> None:
     assert placed.used_tokens == window.used_tokens
     others = [s for s in placed.sections if s.kind != "current"]
     assert others == [s for s in window.sections if s.kind != "current"]
+
+
+def test_prompt_hash_is_the_sha256_of_the_canonical_json() -> None:
+    """prompt_hash writes the JSON itself: byte for byte what canonical_json writes,
+    whatever the text holds (quotes, escapes, control characters, non-ASCII, emoji)."""
+    import hashlib
+    import random
+
+    from domain.hashing import canonical_json
+
+    rng = random.Random(3)
+    alphabet = ['"', "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "日本", "😀", "\u2028"]
+    alphabet += ["a", " "]
+    messages = [
+        ContextMessage(
+            rng.choice(["user", "assistant", "system", "tool"]),
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30))),
+            1,
+            "recent",
+        )
+        for _ in range(200)
+    ]
+    for some in (messages, messages[:1], []):
+        expected = canonical_json([{"role": m.role, "content": m.content} for m in some])
+        assert prompt_hash(some) == hashlib.sha256(expected).hexdigest()
