@@ -173,6 +173,12 @@ _SCOPE_SIZES = """SELECT s.turn_count AS session_turns, s.user_id,
 # Candidates: $4 query vector, $5/$7/$8 the text hits' session ids, seqs and scores,
 # $6 k_vector.
 _SESSION_SCOPE = "te.tenant_id = $1 AND te.session_id = $2 AND te.stream_version < $3"
+# The same scope for the full-text half, with the tenant checked on the heap rows only
+# (`|| ''` keeps it out of the index condition): the text index's tenant key lists every
+# row of the tenant, and intersecting that list once per query term cost more than the
+# session key and the term together leave to check (one 1,000-turn session of a
+# 16,000-row tenant: 4.0 -> 2.9 ms, the same rows).
+_SESSION_TEXT_SCOPE = "(te.tenant_id || '') = $1 AND te.session_id = $2 AND te.stream_version < $3"
 
 
 def _user_scope(param: str) -> str:
@@ -295,7 +301,7 @@ _CANDIDATES = {
     for user in (False, True)
     for plan in ("exact", "hnsw", "window")
 }
-_TEXT = {False: _text_sql(_SESSION_SCOPE), True: _text_sql(_user_scope("$8"))}
+_TEXT = {False: _text_sql(_SESSION_TEXT_SCOPE), True: _text_sql(_user_scope("$8"))}
 
 
 _COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_elem_freqs AS freqs
