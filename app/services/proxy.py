@@ -31,7 +31,7 @@ from app.proxy_config import ProxyConfig
 from app.services.context import ContextPorts, ContextRequest, build_context
 from domain.context.inputs import Turn
 from domain.context.ports import SessionFacts
-from domain.context.render import openai_messages
+from domain.context.render import openai_turns, preamble
 from domain.context.window import ContextWindow, assembled_event, place_current
 from domain.errors import AlreadyExists, NotFound, ValidationError, WrongExpectedVersion
 from domain.events import (
@@ -47,7 +47,6 @@ from domain.events import (
 )
 from domain.ids import uuid7
 from domain.ports import EventStore, TokenCounter
-from domain.proxy import openai_wire
 from domain.proxy.chat import (
     ChatRequest,
     ChatResponse,
@@ -540,10 +539,23 @@ async def _window(
 
 def window_request(request: ChatRequest, window: ContextWindow) -> ChatRequest:
     """The caller's request with the window's messages: the preamble (system prompt,
-    summary, retrieved turns) as the system text, then the recent and current turns."""
-    body = {"model": request.model, "messages": openai_messages(window)}
-    rendered = openai_wire.parse_chat_request(body)
-    return replace(request, system=rendered.system, messages=rendered.messages)
+    summary, retrieved turns) as the system text, then the recent and current turns
+    as render.openai_turns tells them; system turns join the system text, as a parsed
+    request's do (the same request as parsing openai_messages(window), built directly:
+    tests/unit/test_window_request.py compares)."""
+    system = [text] if (text := preamble(window)) is not None else []
+    messages: list[Message] = []
+    for t in openai_turns(window):
+        if t.role == "system":
+            system.append(t.content or "")
+        elif t.role == "assistant":
+            calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in t.tool_calls)
+            messages.append(Message("assistant", t.content or "", calls, name=t.name))
+        elif t.role == "tool":
+            messages.append(Message("tool", t.content or "", tool_call_id=t.tool_call_id))
+        else:
+            messages.append(Message("user", t.content or "", name=t.name))
+    return replace(request, system="\n\n".join(system) or None, messages=tuple(messages))
 
 
 def _request_tokens(counter: TokenCounter, request: ChatRequest) -> tuple[int, list[int]]:

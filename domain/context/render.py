@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from domain.context.window import ContextMessage, ContextWindow
+from domain.context.window import ContextMessage, ContextWindow, ToolCallRef
 
 STATE_LABEL = "Session state (JSON):"
 SUMMARY_LABEL = "Summary of the earlier conversation:"
@@ -94,45 +94,66 @@ def _answered_by_next(messages: Sequence[ContextMessage], i: int) -> int:
     return j if not wanted else 0
 
 
+class OpenAITurn(NamedTuple):
+    """One message of the OpenAI rendering of a window's conversation (see openai_turns).
+    `content` is None only for an assistant message that carries tool calls alone."""
+
+    role: str  # system | user | assistant | tool
+    content: str | None
+    tool_calls: tuple[ToolCallRef, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+def openai_turns(window: ContextWindow) -> list[OpenAITurn]:
+    """The recent and current turns as OpenAI messages, in time order: an assistant turn
+    whose tool calls are all answered right after keeps them (and its answers stay tool
+    messages); any other tool turn is told as user text. The system text (preamble)
+    is not among them."""
+    out: list[OpenAITurn] = []
+    turns = conversation(window)
+    i = 0
+    while i < len(turns):
+        m = turns[i]
+        if m.role == "assistant" and m.tool_calls and (end := _answered_by_next(turns, i)):
+            out.append(OpenAITurn("assistant", m.content or None, m.tool_calls))
+            out.extend(
+                OpenAITurn("tool", t.content, tool_call_id=t.tool_call_id)
+                for t in turns[i + 1 : end]
+            )
+            i = end
+            continue
+        if m.role in ("system", "user", "assistant"):
+            name = m.name if m.name and _OPENAI_NAME.fullmatch(m.name) else None
+            out.append(OpenAITurn(m.role, _text(m), name=name))
+        else:  # an orphan tool result (its call is not in the window), or an unknown role
+            out.append(OpenAITurn("user", _text(m)))
+        i += 1
+    return out
+
+
 def openai_messages(window: ContextWindow) -> list[dict[str, Any]]:
     """OpenAI chat messages: [{"role", "content", ...}], system first."""
     out: list[dict[str, Any]] = []
     system = preamble(window)
     if system is not None:
         out.append({"role": "system", "content": system})
-    turns = conversation(window)
-    i = 0
-    while i < len(turns):
-        m = turns[i]
-        if m.role == "assistant" and m.tool_calls and (end := _answered_by_next(turns, i)):
-            out.append(
+    for t in openai_turns(window):
+        message: dict[str, Any] = {"role": t.role, "content": t.content}
+        if t.tool_calls:
+            message["tool_calls"] = [
                 {
-                    "role": "assistant",
-                    "content": m.content or None,
-                    "tool_calls": [
-                        {
-                            "id": c.id,
-                            "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments},
-                        }
-                        for c in m.tool_calls
-                    ],
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
                 }
-            )
-            out.extend(
-                {"role": "tool", "tool_call_id": t.tool_call_id, "content": t.content}
-                for t in turns[i + 1 : end]
-            )
-            i = end
-            continue
-        if m.role in ("system", "user", "assistant"):
-            message: dict[str, Any] = {"role": m.role, "content": _text(m)}
-            if m.name and _OPENAI_NAME.fullmatch(m.name):
-                message["name"] = m.name
-            out.append(message)
-        else:  # an orphan tool result (its call is not in the window), or an unknown role
-            out.append({"role": "user", "content": _text(m)})
-        i += 1
+                for c in t.tool_calls
+            ]
+        if t.tool_call_id is not None:
+            message["tool_call_id"] = t.tool_call_id
+        if t.name is not None:
+            message["name"] = t.name
+        out.append(message)
     return out
 
 
