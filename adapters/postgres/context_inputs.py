@@ -15,10 +15,17 @@ from domain.context.inputs import Candidate, Summary, Turn
 from domain.context.ports import SessionFacts
 from domain.context.window import ToolCallRef
 
-SESSION = """SELECT user_id, version, turn_count, status,
-        metadata->>'context_strategy' AS context_strategy,
-        metadata->>'context_budget' AS context_budget
-    FROM sessions WHERE tenant_id = $1 AND session_id = $2"""
+# With its newest summary (NEWEST_SUMMARY's row, if any): the window needs both.
+SESSION = """SELECT s.user_id, s.version, s.turn_count, s.status,
+        s.metadata->>'context_strategy' AS context_strategy,
+        s.metadata->>'context_budget' AS context_budget,
+        sm.level, sm.from_version, sm.to_version, sm.text, sm.tokens, sm.global_position
+    FROM sessions s
+    LEFT JOIN LATERAL (
+        SELECT level, from_version, to_version, text, tokens, global_position
+        FROM summaries WHERE tenant_id = s.tenant_id AND session_id = s.session_id
+        ORDER BY to_version DESC, level DESC LIMIT 1) sm ON true
+    WHERE s.tenant_id = $1 AND s.session_id = $2"""
 # The `turns` view's columns, each turn's event fetched in a LATERAL ... LIMIT 1 (a
 # nested loop whatever the statistics say) by every column of all three unique keys of
 # `events`, so that any index the planner picks finds it in one probe. Before the first
@@ -93,8 +100,11 @@ async def newest_turns(
 
 
 async def newest_summary(conn: Connection, tenant_id: str, session_id: str) -> Summary | None:
-    row = await conn.fetchrow(NEWEST_SUMMARY, tenant_id, session_id)
-    if row is None:
+    return summary_from_row(await conn.fetchrow(NEWEST_SUMMARY, tenant_id, session_id))
+
+
+def summary_from_row(row: Any) -> Summary | None:
+    if row is None or row["text"] is None:
         return None
     return Summary(
         text=row["text"],
@@ -129,14 +139,18 @@ class PostgresContextReader:
             row["turn_count"],
             context_strategy=row["context_strategy"],
             context_budget=int(budget) if budget and budget.isdigit() else None,
+            summary=summary_from_row(row),
+            has_summary=True,
         )
 
-    async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
+    async def newest_turns(
+        self, tenant_id: str, session_id: str, limit: int, known_count: int | None = None
+    ) -> list[Turn]:
         async def fetch(after_seq: int, limit: int) -> list[Turn]:
             async with self.db.connection() as conn:
                 return await newest_turns(conn, tenant_id, session_id, limit, after_seq)
 
-        return await self.tails.newest(tenant_id, session_id, limit, fetch)
+        return await self.tails.newest(tenant_id, session_id, limit, fetch, known_count)
 
     async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None:
         async with self.db.connection() as conn:

@@ -46,9 +46,16 @@ class SessionTails:
         return len(self._tails)
 
     async def newest(
-        self, tenant_id: str, session_id: str, limit: int, fetch: FetchNewest
+        self,
+        tenant_id: str,
+        session_id: str,
+        limit: int,
+        fetch: FetchNewest,
+        known_count: int | None = None,
     ) -> list[Turn]:
-        """The newest `limit` turns, newest first: what `fetch(0, limit)` would return."""
+        """The newest `limit` turns, newest first: what `fetch(0, limit)` would return.
+        `known_count`: the caller read the session's turn count a moment ago and does not
+        care for turns stored since; a kept tail that reaches it is the answer."""
         if limit <= 0:
             return []
         if limit > self.max_keep:
@@ -60,6 +67,9 @@ class SessionTails:
             self._keep(key, turns, whole=len(turns) < limit)
             return turns
         newest_seq = tail.turns[0].seq if tail.turns else 0
+        if known_count is not None and newest_seq >= known_count:
+            self._tails.move_to_end(key)
+            return tail.turns[:limit]
         newer = list(await fetch(newest_seq, limit))
         # Another read may have moved the tail meanwhile: merge with the current one. If
         # more than `limit` turns came since, the merge stops at the gap: `newer` alone.

@@ -113,15 +113,20 @@ async def _build(
     reader = ports.reader
     limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
     with_summary = request.strategy in ("summary", "hybrid")
-    facts, newest, summary = await asyncio.gather(
-        reader.session(request.tenant_id, request.session_id)
-        if request.facts is None
-        else _value(request.facts),
-        reader.newest_turns(request.tenant_id, request.session_id, limit),
-        reader.newest_summary(request.tenant_id, request.session_id) if with_summary else _none(),
+    given = request.facts
+    # Built while its turn is stored, from facts just read: turns stored since are that
+    # turn's (filtered by current_version), so the reader may answer from what it holds.
+    known = given.turn_count if given is not None and request.current_version else None
+    facts, newest = await asyncio.gather(
+        reader.session(request.tenant_id, request.session_id) if given is None else _value(given),
+        reader.newest_turns(request.tenant_id, request.session_id, limit, known),
     )
     if facts is None:
         raise NotFound(f"session {request.session_id!r} does not exist")
+    summary = None
+    if with_summary:  # read with the session, by a reader that can
+        has = facts.has_summary
+        summary = facts.summary if has else await reader.newest_summary(*_ids(request))
     current, recent = _current_turn(request, newest, ports.counter)
     system_tokens = ports.counter.count(request.system_prompt) if request.system_prompt else 0
     inputs = ContextInputs(
@@ -178,8 +183,8 @@ def _may_fit_whole(
     return budget.scaled(tokens) <= budget.available
 
 
-async def _none() -> None:
-    return None
+def _ids(request: ContextRequest) -> tuple[str, str]:
+    return request.tenant_id, request.session_id
 
 
 async def _value(facts: SessionFacts) -> SessionFacts:

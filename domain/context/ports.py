@@ -19,13 +19,21 @@ class SessionFacts:
     # `context_budget`), used by the proxy when a request names none.
     context_strategy: str | None = None
     context_budget: int | None = None
+    # The newest summary, when the reader read it with the session (`has_summary`): a
+    # window built from these facts need not ask for it again.
+    summary: Summary | None = None
+    has_summary: bool = False
 
 
 class ContextReader(Protocol):
     async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None: ...
 
-    async def newest_turns(self, tenant_id: str, session_id: str, limit: int) -> list[Turn]:
-        """The newest `limit` turns, newest first."""
+    async def newest_turns(
+        self, tenant_id: str, session_id: str, limit: int, known_count: int | None = None
+    ) -> list[Turn]:
+        """The newest `limit` turns, newest first. `known_count`: the session's turn
+        count as the caller read it a moment ago, and turns stored since do not matter
+        to it; a reader holding turns up to that one may answer without reading."""
         ...
 
     async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None: ...

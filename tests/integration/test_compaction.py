@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import CharEstimateCounter
@@ -79,6 +80,17 @@ async def test_rolling_summaries_cover_everything_before_the_recent_turns(
         " ORDER BY to_version"
     )
     assert [(r["level"], r["to_version"]) for r in texts] == [(0, 11), (1, 21), (2, 27)]
+
+    # The context reader brings the newest summary with the session's facts (one read).
+    reader = PostgresContextReader(db)
+    facts = await reader.session("acme", "long")
+    assert facts is not None and facts.has_summary and facts.summary is not None
+    assert facts.summary == await reader.newest_summary("acme", "long")
+    assert (facts.summary.level, facts.summary.to_version) == (2, 27)
+    assert facts.summary.text == texts[-1]["text"]
+    await seed(db, "short", 3)
+    short = await reader.session("acme", "short")
+    assert short is not None and short.has_summary and short.summary is None
 
 
 async def test_the_job_picks_only_sessions_past_the_threshold(db: Database) -> None:

@@ -104,6 +104,26 @@ async def test_a_short_read_between_long_ones_keeps_the_tail(db: Database) -> No
     assert fetch.fetched[-2:] == [2, 30]
 
 
+async def test_a_caller_that_knows_the_turn_count_is_answered_from_the_tail(
+    db: Database,
+) -> None:
+    """The proxy builds a window from facts it read a moment ago (while storing the new
+    turn, which the window leaves out): a tail that reaches the known count is enough."""
+    repo = PostgresSessions(db)
+    await svc.create_session(repo, CTX, session_id="s")
+    await add(repo, "s", 0, 12)
+    tails, fetch = SessionTails(), Counting(db)
+    await tails.newest("acme", "s", 10, fetch)
+    await add(repo, "s", 12, 1)  # the call's own new turn, stored meanwhile
+    known = await tails.newest("acme", "s", 10, fetch, known_count=12)
+    assert fetch.fetched == [10] and [t.seq for t in known] == list(range(12, 2, -1))
+    # A count past what the tail holds: read as usual.
+    assert rows(await tails.newest("acme", "s", 10, fetch, known_count=13)) == await fresh(
+        db, "s", 10
+    )
+    assert fetch.fetched == [10, 1]
+
+
 async def test_two_replicas_each_see_the_turns_the_other_stored(db: Database) -> None:
     repo = PostgresSessions(db)
     await svc.create_session(repo, CTX, session_id="s")
