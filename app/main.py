@@ -74,7 +74,12 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sessions = PostgresSessions(db, on_append=notifier.notify)
     counter = TiktokenCounter(settings.tokenizer)
     embedder = build_embedder(settings)
-    embeddings = EmbeddingsWorker(db, embedder, embed_stateless=settings.embed_stateless)
+    embeddings = EmbeddingsWorker(
+        db,
+        embedder,
+        embed_stateless=settings.embed_stateless,
+        linger=settings.embed_linger_ms / 1000,
+    )
     usage = UsageWorker(db)
     context_ports = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
     mcp = build_server(McpPorts(sessions, counter, context_ports, db, embedder))

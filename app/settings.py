@@ -47,6 +47,9 @@ class Settings:
     model_cache_dir: Path | None = None  # default: data_dir/models
     # Embed stateless proxy calls too (each repeats the client's whole conversation).
     embed_stateless: bool = False
+    # The embeddings worker, woken by new turns, waits this long so the next calls' turns
+    # join its batch (less model CPU a turn, one transaction); 0 embeds at once.
+    embed_linger_ms: int = 200
     # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
     jobs: bool = True
     leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs
@@ -81,7 +84,7 @@ EMBEDDER_RUNTIMES = ("onnx", "onnx-int8", "torch")
 _INT_FIELDS = {
     "port", "workers", "max_body_bytes", "db_pool_size", "summarize_every_s", "compact_every_s",
     "idle_after_s", "keep_recent_turns", "summarize_after", "summary_max_tokens",
-    "leader_every_s",
+    "leader_every_s", "embed_linger_ms",
 }  # fmt: skip
 _BOOL_FIELDS = {"jobs", "embed_stateless", "query_int8"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -125,6 +128,10 @@ def validate(s: Settings) -> Settings:
     ):  # fmt: skip
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if not 0 <= s.embed_linger_ms <= 10_000:
+        raise SettingsError(
+            f"embed_linger_ms must be between 0 and 10000 (milliseconds), got {s.embed_linger_ms}"
+        )
     if s.keep_recent_turns < 0 or s.summarize_after < 1:
         raise SettingsError("keep_recent_turns must be >= 0 and summarize_after >= 1")
     if s.summarizer not in ("extractive", "llm"):

@@ -141,6 +141,7 @@ class EmbeddingsWorker:
         lag_log_interval: float = 60.0,
         channel: str = CHANNEL,
         embed_stateless: bool = False,
+        linger: float = 0.0,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -150,6 +151,14 @@ class EmbeddingsWorker:
         # scarcest CPU here). They stay in the log; search reaches sessions.
         self.embed_stateless = embed_stateless
         self.batch_size = batch_size
+        # Woken by new turns, wait this long before reading them, so the turns of the
+        # calls that follow join the same batch: the model embeds a batch of 8 short
+        # texts for ~25% less CPU a text than one at a time, the batch is one
+        # transaction, and a busy proxy's calls are not each chased by a model run. Not
+        # when behind (the last read filled a batch): then it reads on at once. Turns
+        # this new are in every window's recent turns anyway, not yet retrieval's.
+        self.linger = linger
+        self._behind = False
         self.poll_interval = poll_interval
         self.lag_log_interval = lag_log_interval
         self.channel = channel
@@ -202,11 +211,13 @@ class EmbeddingsWorker:
                             log.info("this replica now runs the embeddings projection")
                     if self._leader:
                         self._wake.clear()  # a notification from now on means run again
-                        await self._catch_up(conn)
+                        self._behind = await self._catch_up(conn) >= self.batch_size
                         await self._log_lag(conn)
                 backoff = 1.0
                 if self._leader:
                     await self._sleep(self.poll_interval)
+                    if self.linger > 0 and self._wake.is_set() and not self._behind:
+                        await self._pause(self.linger)
                 else:  # a standby retries the lock now and then, deaf to notifications
                     await self._pause(5 * self.poll_interval)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

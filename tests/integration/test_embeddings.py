@@ -318,6 +318,45 @@ async def test_background_worker_wakes_on_notify_and_stops_cleanly(
     await eventually(connection_gone, within=5.0)
 
 
+class CountingEmbedder:
+    """The real model, counting the batches the worker sends it."""
+
+    def __init__(self, inner: AsyncEmbedder) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.batches.append(len(texts))
+        return await self.inner.embed(texts)
+
+
+async def test_a_lingering_worker_embeds_the_turns_of_several_calls_in_one_batch(
+    db: Database, raw_conn: asyncpg.Connection, embedder: AsyncEmbedder
+) -> None:
+    counting = CountingEmbedder(embedder)
+    w = EmbeddingsWorker(db, counting, poll_interval=60.0, linger=1.0)  # type: ignore[arg-type]
+    notifier = Notifier(db, interval=0.0)
+    repo = PostgresSessions(db)
+    await open_session(repo, "busy")
+    w.start()
+    notifier.start()
+    try:
+        await eventually(lambda: _checkpoint_moved(raw_conn))  # first pass done: asleep
+        for i in range(4):  # four calls, each notifying, within the linger
+            await say(repo, "busy", ("user", f"Question {i}?"), ("assistant", f"Answer {i}."))
+            notifier.notify()
+            await asyncio.sleep(0.05)
+
+        async def embedded() -> bool:
+            return len(await rows(raw_conn)) == 8
+
+        await eventually(embedded, within=20.0)
+        assert counting.batches == [8]  # one model run for the four calls
+    finally:
+        await notifier.stop()
+        await w.stop()
+
+
 async def test_background_worker_polls_without_notifications(
     db: Database, raw_conn: asyncpg.Connection, embedder: AsyncEmbedder
 ) -> None:

@@ -52,6 +52,8 @@ def test_torch_runtime_has_no_onnx_copy(tmp_path: Path) -> None:
     [
         ({"CONTEXTGATE_EMBEDDER_RUNTIME": "int8"}, "one of onnx, onnx-int8, torch"),
         ({"CONTEXTGATE_QUERY_INT8": "maybe"}, "query_int8 must be true or false"),
+        ({"CONTEXTGATE_EMBED_LINGER_MS": "-1"}, "embed_linger_ms must be between 0 and 10000"),
+        ({"CONTEXTGATE_EMBED_LINGER_MS": "0.5"}, "embed_linger_ms"),
     ],
 )
 def test_bad_embedder_settings_say_what_to_write(env: dict[str, str], message: str) -> None:
