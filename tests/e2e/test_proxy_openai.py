@@ -58,7 +58,9 @@ cooldown_s = 1.0
 [cache]
 exact = true
 semantic = true
-similarity_threshold = 0.95
+# The paraphrase below scores 0.956-0.97 with fp32 query vectors, 0.944-0.97 with the
+# int8 ones serve uses (by the random suffix): 0.95 made the test fail 1 time in ~13.
+similarity_threshold = 0.92
 semantic_max_temperature = 0.3
 """
 
