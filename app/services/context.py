@@ -124,9 +124,12 @@ async def _build(
     if facts is None:
         raise NotFound(f"session {request.session_id!r} does not exist")
     summary = None
-    if with_summary:  # read with the session, by a reader that can
-        has = facts.has_summary
-        summary = facts.summary if has else await reader.newest_summary(*_ids(request))
+    if with_summary:  # read with the session's facts, by a reader that can
+        summary = (
+            facts.summary
+            if facts.has_summary
+            else await reader.newest_summary(request.tenant_id, request.session_id)
+        )
     current, recent = _current_turn(request, newest, ports.counter)
     system_tokens = ports.counter.count(request.system_prompt) if request.system_prompt else 0
     inputs = ContextInputs(
@@ -181,10 +184,6 @@ def _may_fit_whole(
         return False
     tokens = sum(t.tokens + MESSAGE_OVERHEAD_TOKENS for t in recent) + current.tokens
     return budget.scaled(tokens) <= budget.available
-
-
-def _ids(request: ContextRequest) -> tuple[str, str]:
-    return request.tenant_id, request.session_id
 
 
 async def _value(facts: SessionFacts) -> SessionFacts:
