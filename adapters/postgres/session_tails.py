@@ -34,7 +34,8 @@ class _Tail:
 class SessionTails:
     """Newest turns by (tenant, session). `max_keep`: the largest read kept (a longer
     one, the `full` strategy's, goes to the database every time); `max_chars`: the bound
-    on the text kept over all sessions (~64 MB of text by default)."""
+    on what is kept over all sessions (32 M characters by default, each turn counted
+    with TURN_OVERHEAD_CHARS more: 32-128 MB, by how wide the text's characters are)."""
 
     def __init__(self, *, max_keep: int = 256, max_chars: int = 32_000_000) -> None:
         self.max_keep = max_keep
