@@ -15,16 +15,18 @@ from domain.context.inputs import Candidate, Summary, Turn
 from domain.context.ports import SessionFacts
 from domain.context.window import ToolCallRef
 
-# With its newest summary (NEWEST_SUMMARY's row, if any): the window needs both.
-SESSION = """SELECT s.user_id, s.version, s.turn_count, s.status,
+# A session's newest summary: for NEWEST_SUMMARY, and inside SESSION (the window needs
+# both, and reads them together).
+_NEWEST_SUMMARY_OF = """SELECT level, from_version, to_version, text, tokens, global_position
+    FROM summaries WHERE tenant_id = {tenant} AND session_id = {session}
+    ORDER BY to_version DESC, level DESC LIMIT 1"""
+SESSION = f"""SELECT s.user_id, s.version, s.turn_count, s.status,
         s.metadata->>'context_strategy' AS context_strategy,
         s.metadata->>'context_budget' AS context_budget,
         sm.level, sm.from_version, sm.to_version, sm.text, sm.tokens, sm.global_position
     FROM sessions s
-    LEFT JOIN LATERAL (
-        SELECT level, from_version, to_version, text, tokens, global_position
-        FROM summaries WHERE tenant_id = s.tenant_id AND session_id = s.session_id
-        ORDER BY to_version DESC, level DESC LIMIT 1) sm ON true
+    LEFT JOIN LATERAL ({_NEWEST_SUMMARY_OF.format(tenant="s.tenant_id", session="s.session_id")}
+    ) sm ON true
     WHERE s.tenant_id = $1 AND s.session_id = $2"""
 # The `turns` view's columns, each turn's event fetched in a LATERAL ... LIMIT 1 (a
 # nested loop whatever the statistics say) by every column of all three unique keys of
@@ -48,9 +50,7 @@ NEWEST_TURNS = f"""SELECT {_TURN_SELECT}
           ORDER BY seq DESC LIMIT $3) t
     {_EVENT_OF_TURN}
     ORDER BY t.seq DESC"""
-NEWEST_SUMMARY = """SELECT level, from_version, to_version, text, tokens, global_position
-    FROM summaries WHERE tenant_id = $1 AND session_id = $2
-    ORDER BY to_version DESC, level DESC LIMIT 1"""
+NEWEST_SUMMARY = _NEWEST_SUMMARY_OF.format(tenant="$1", session="$2")
 
 
 def turn_from_row(row: Any, session_id: str | None = None) -> Turn:
