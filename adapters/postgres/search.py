@@ -312,7 +312,7 @@ _COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_
     AND attname = 'tsv'"""
 
 
-UNANALYZED_RETRY_S = 30.0
+UNANALYZED_RETRY_S = 5.0  # cheap to ask; the embeddings worker analyzes a young table
 
 _TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass"
 

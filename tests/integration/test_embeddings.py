@@ -19,6 +19,7 @@ from adapters.postgres.notifier import Notifier
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import CharEstimateCounter
 from app.services.sessions import RequestContext, TurnSpec, append_turns, create_session
+from app.workers import embeddings
 from app.workers.embeddings import NAME, EmbeddingsWorker
 from domain.events import NewEvent, UserMessage
 from domain.ids import uuid7
@@ -355,6 +356,62 @@ async def test_a_lingering_worker_embeds_the_turns_of_several_calls_in_one_batch
     finally:
         await notifier.stop()
         await w.stop()
+
+
+async def test_the_worker_analyzes_a_young_table_as_it_grows(
+    database_url: str,
+    raw_conn: asyncpg.Connection,
+    embedder: AsyncEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Retrieval plans from turn_embeddings' statistics; the worker gathers them while the
+    table is young (here: every 4 rows and 25% of growth, below 10 rows), as the
+    application role (granted MAINTAIN by migration 0009)."""
+    monkeypatch.setattr(embeddings, "ANALYZE_MIN_ROWS", 4)
+    monkeypatch.setattr(embeddings, "YOUNG_TABLE_ROWS", 10)
+    app_db = Database(database_url, role="contextgate_app")
+    w = EmbeddingsWorker(app_db, embedder, poll_interval=0.1)
+    repo = PostgresSessions(app_db)
+
+    async def stats() -> tuple[float, int]:
+        row = await raw_conn.fetchrow(
+            "SELECT reltuples, (SELECT count(*) FROM pg_stats WHERE tablename = "
+            "'turn_embeddings' AND attname = 'tsv') AS tsv_stats FROM pg_class "
+            "WHERE oid = 'turn_embeddings'::regclass"
+        )
+        return row["reltuples"], row["tsv_stats"]
+
+    async def embedded(n: int) -> None:
+        async def done() -> bool:
+            return len(await rows(raw_conn)) == n and not (await w.lag()).events
+
+        await eventually(done, within=20.0)
+        await asyncio.sleep(0.3)  # a few passes of the worker
+
+    await open_session(repo, "young")
+    w.start()
+    try:
+        await say(repo, "young", ("user", "Where is the museum?"), ("assistant", "Downtown."))
+        await embedded(2)
+        assert w.analyzed == 0 and await stats() == (-1, 0)  # too few rows yet
+        await say(repo, "young", ("user", "Open on Mondays?"), ("assistant", "It is not."))
+        await embedded(4)
+        assert w.analyzed == 1 and await stats() == (4, 1)
+        await say(repo, "young", ("user", "And on Tuesdays?"))
+        await embedded(5)
+        assert w.analyzed == 1  # 1 row since: fewer than ANALYZE_MIN_ROWS
+        await say(repo, "young", *[("user", f"Question {i}?") for i in range(3)])
+        await embedded(8)
+        assert w.analyzed == 2 and await stats() == (8, 1)
+        await say(repo, "young", *[("user", f"More {i}?") for i in range(4)])
+        await embedded(12)
+        assert w.analyzed == 3 and (await stats())[0] == 12
+        await say(repo, "young", *[("user", f"Again {i}?") for i in range(4)])
+        await embedded(16)
+        assert w.analyzed == 3  # 12 rows: no longer young, autovacuum's job
+    finally:
+        await w.stop()
+        await app_db.dispose()
 
 
 async def test_background_worker_polls_without_notifications(
