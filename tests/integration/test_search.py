@@ -212,9 +212,17 @@ async def test_the_hnsw_plan_agrees_with_the_exact_plan(
     # Inside the caller's transaction the settings do not outlive the call.
     vector = await corpus.embedder.embed_query(question)
     async with corpus.db.connection() as conn, conn.transaction():
-        await session_candidates(conn, "acme", "trip", vector, question, RECENT)
+        for _ in range(2):
+            await session_candidates(conn, "acme", "trip", vector, question, RECENT)
         assert await conn.fetchval("SHOW enable_sort") == "on"
         assert await conn.fetchval("SHOW hnsw.iterative_scan") == "off"
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        # The candidates statement is planned once, not at every call.
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            search._CANDIDATES[(False, "hnsw")],
+        )
+        assert plans["generic_plans"] >= 2 and plans["custom_plans"] == 0
 
 
 @pytest.mark.parametrize("plan", ["exact", "hnsw"])
