@@ -314,7 +314,8 @@ def test_candidate_plan() -> None:
 
 def test_a_scope_holding_most_of_the_table_takes_the_index_before_the_exact_limit() -> None:
     plan = search.candidate_plan
-    assert plan(1_000, 1_000, user_scope=False) == "exact"  # too small to gain
+    assert plan(700, 700, user_scope=False) == "exact"  # too small to gain
+    assert plan(1_000, 1_000, user_scope=False) == "hnsw"
     assert plan(2_000, 2_000, user_scope=False) == "hnsw"  # alone in its table
     assert plan(2_000, 4_000, user_scope=False) == "hnsw"
     assert plan(2_000, 40_000, user_scope=False) == "exact"  # a 5% share
