@@ -334,7 +334,9 @@ _TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::reg
 class TableRows:
     """turn_embeddings' row count as of its last ANALYZE (pg_class.reltuples, -1
     before the first), read again every `ttl_s`: the candidates' plan needs its order of
-    magnitude only, and it changes when autovacuum analyzes the table, not per call."""
+    magnitude only, and it changes when the table is analyzed, not per call. Before the
+    first ANALYZE, again after UNANALYZED_RETRY_S: a young table's first half minute
+    planned every search as exact (4.6 ms at 3,000 turns, against 2.5 by the index)."""
 
     def __init__(self, ttl_s: float = 30.0) -> None:
         self.ttl_s = ttl_s
@@ -346,6 +348,8 @@ class TableRows:
         if now - self._read_at >= self.ttl_s:
             self._read_at = now
             self.rows = float(await conn.fetchval(_TABLE_ROWS) or -1)
+            if self.rows <= 0:  # not analyzed yet: look again soon
+                self._read_at = now - self.ttl_s + UNANALYZED_RETRY_S
         return self.rows
 
 

@@ -158,6 +158,25 @@ async def test_common_terms_are_read_again_soon_while_the_table_is_unanalyzed(
         assert "hotel" in await common.get(conn)
 
 
+async def test_the_table_size_is_read_again_soon_while_the_table_is_unanalyzed(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Likewise the size the plan depends on: unknown (-1), a young session's search
+    would stay exact for the whole TTL."""
+    async with corpus.db.connection() as conn:
+        rows = search.TableRows(ttl_s=3600)
+        assert await rows.get(conn) == -1  # never analyzed
+        await conn.execute("ANALYZE turn_embeddings")
+        assert await rows.get(conn) == -1  # within the retry interval: as it was
+        monkeypatch.setattr(rows, "_read_at", rows._read_at - search.UNANALYZED_RETRY_S)
+        analyzed = await rows.get(conn)
+        assert analyzed == await conn.fetchval("SELECT count(*) FROM turn_embeddings") > 0
+        monkeypatch.setattr(rows, "_read_at", rows._read_at - search.UNANALYZED_RETRY_S)
+        await conn.execute("TRUNCATE turn_embeddings")
+        await conn.execute("VACUUM ANALYZE turn_embeddings")
+        assert await rows.get(conn) == analyzed  # known: kept for the TTL
+
+
 def test_common_terms_skip_the_three_trailing_statistics() -> None:
     terms = ["a", "b"]
     freqs = [0.5, 0.01, 0.01, 0.5, 0.0]  # per term, then minimum, maximum, null share
