@@ -242,6 +242,16 @@ async def test_the_hnsw_plan_agrees_with_the_exact_plan(
             search._CANDIDATES[(False, "hnsw")],
         )
         assert plans["generic_plans"] >= 2 and plans["custom_plans"] == 0
+    # Outside one, the call's own transaction ends with it, and its settings too, also
+    # when the statement fails.
+    async with corpus.db.connection() as conn:
+        await session_candidates(conn, "acme", "trip", vector, question, RECENT)
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SHOW enable_sort") == "on"
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await search._fetch(conn, "SELECT 1 / $1::int", [0], "hnsw")
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SHOW hnsw.ef_search") == "40"  # pgvector's default
 
 
 @pytest.mark.parametrize("plan", ["exact", "hnsw"])
