@@ -627,6 +627,16 @@ async def probe(port: int, workload: Workload, stream: bool) -> str | None:
     return None if answer_ok(reply, stream) else describe(reply)
 
 
+LAG_CAP = 100_000  # /v1/projections counts events behind up to this many
+
+
+def _behind(events: int | None) -> str:
+    """An events-behind count as said: the projection API stops counting at LAG_CAP."""
+    if events is None:
+        return "-"
+    return f"{events:,} or more" if events >= LAG_CAP else f"{events:,}"
+
+
 async def embeddings_behind(port: int) -> int | None:
     """Events Contextgate's embeddings worker has yet to embed (None: no such endpoint)."""
     raw = encode_request("GET", port, "/v1/projections", {"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -1061,7 +1071,7 @@ def render(report: Report, ratio_rows: Sequence[dict[str, Any]], goals: dict[str
             if r.ttfb_p50_ms is not None
         ]
     behind = [
-        f"{r.mode} {r.concurrency}: {r.embeddings_behind}"
+        f"{r.mode} {r.concurrency}: {_behind(r.embeddings_behind)}"
         for r in report.rows
         if r.embeddings_behind is not None
     ]
@@ -1086,7 +1096,7 @@ def render(report: Report, ratio_rows: Sequence[dict[str, Any]], goals: dict[str
             f"after warm-up, {mem['memory_end_mb']:.1f} MB after {mem['memory_requests']:,} "
             f"requests ({mem['memory_rps']} rps, p50 {mem['memory_p50_ms']:.2f} ms, "
             f"p99 {mem['memory_p99_ms']:.2f} ms, {mem['memory_errors']} errors; embeddings "
-            f"{_num(mem['memory_embeddings_behind'], 'd')} events behind at the end)"
+            f"{_behind(mem['memory_embeddings_behind'])} events behind at the end)"
         )
     elif "memory_note" in mem:
         lines.append("")
