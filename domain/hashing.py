@@ -44,6 +44,8 @@ def normalize_json(value: Any, path: str = "$") -> Any:
             out[normalize_json(k, path)] = normalize_json(v, f"{path}.{k}")
         return out
     if isinstance(value, list | tuple):
+        if all(type(v) is int for v in value):  # positions, counts: nothing to check
+            return list(value)  # (not bools: type(True) is bool)
         return [normalize_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
     raise ValidationError(f"{path} has a value of type {type(value).__name__}", path)
 

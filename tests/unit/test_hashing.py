@@ -99,6 +99,21 @@ def test_normalize_keeps_bools_none_and_strings() -> None:
     assert normalize_json(True) is True  # not turned into 1
 
 
+def test_normalize_takes_lists_of_ints_as_they_are() -> None:
+    """The fast path (a window's positions): a list, equal, and a copy; anything else in
+    the list still goes through the checks."""
+    sources = (3, 1, 2)
+    out = normalize_json({"sources": sources})["sources"]
+    assert out == [3, 1, 2] and type(out) is list
+    listed = [1, 2]
+    assert normalize_json(listed) is not listed
+    assert normalize_json([1, True, 2.0]) == [1, True, 2]  # bools kept, floats made ints
+    assert [type(v) for v in normalize_json([1, True, 2.0])] == [int, bool, int]
+    with pytest.raises(ValidationError) as info:
+        normalize_json({"x": [1, 2, float("nan")]})
+    assert info.value.field == "$.x[2]"
+
+
 @pytest.mark.parametrize(
     ("value", "path"),
     [
