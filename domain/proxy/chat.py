@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from domain.quick_init import quick_init
+
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
@@ -26,6 +28,7 @@ FINISH_REASONS: frozenset[str] = frozenset(
 )
 
 
+@quick_init  # built per message of every window sent
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A call the model asks for. `arguments` is JSON text exactly as the model wrote it
@@ -50,6 +53,7 @@ class Tool:
 ToolChoice = str
 
 
+@quick_init  # a stateful call builds one per message of its window (~240)
 @dataclass(frozen=True, slots=True)
 class Message:
     """One turn. A user/assistant/system turn carries text; an assistant turn may carry

@@ -9,6 +9,7 @@ import pytest
 
 from domain.context.inputs import Candidate, Turn
 from domain.context.window import ContextMessage, Section, ToolCallRef
+from domain.proxy.chat import Message, ToolCall
 from domain.quick_init import quick_init
 
 
@@ -29,25 +30,43 @@ class Reference:  # the same class without quick_init
     d: int = dataclasses.field(default=4, kw_only=True)
 
 
-def test_it_builds_what_dataclasses_would() -> None:
+@quick_init
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlottedSample:
+    a: int
+    b: str = "b"
+    c: list[int] = dataclasses.field(default_factory=list)
+    d: int = dataclasses.field(default=4, kw_only=True)
+
+
+@pytest.mark.parametrize("cls", [Sample, SlottedSample])
+def test_it_builds_what_dataclasses_would(cls: type[Sample]) -> None:
     for args, kwargs in (((1,), {}), ((1, "x"), {}), ((1, "x", [2]), {"d": 5}), ((), {"a": 3})):
-        quick, ref = Sample(*args, **kwargs), Reference(*args, **kwargs)  # type: ignore[arg-type]
+        quick, ref = cls(*args, **kwargs), Reference(*args, **kwargs)  # type: ignore[arg-type]
         assert dataclasses.astuple(quick) == dataclasses.astuple(ref)
-    assert Sample(1) == Sample(1) and Sample(1) != Sample(1, d=5)
-    assert Sample(1).c is not Sample(1).c  # a fresh list from the factory each time
-    assert repr(Sample(1)) == "Sample(a=1, b='b', c=[], d=4)"
+    assert cls(1) == cls(1) and cls(1) != cls(1, d=5)
+    assert hash(cls(1, c=())) == hash(cls(1, c=()))  # type: ignore[arg-type]
+    assert cls(1).c is not cls(1).c  # a fresh list from the factory each time
+    assert repr(cls(1)) == f"{cls.__name__}(a=1, b='b', c=[], d=4)"
 
 
-def test_it_stays_frozen_and_keeps_the_signature_errors() -> None:
-    sample = Sample(1)
+@pytest.mark.parametrize("cls", [Sample, SlottedSample])
+def test_it_stays_frozen_and_keeps_the_signature_errors(cls: type[Sample]) -> None:
+    sample = cls(1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         sample.a = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Sample()  # type: ignore[call-arg]
+        cls()  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        Sample(1, "x", [], 5)  # type: ignore[call-arg]  # d is keyword-only
+        cls(1, "x", [], 5)  # type: ignore[call-arg]  # d is keyword-only
     with pytest.raises(TypeError):
-        Sample(1, e=2)  # type: ignore[call-arg]
+        cls(1, e=2)  # type: ignore[call-arg]
+    assert getattr(cls.__init__, "quick_init", False)
+
+
+def test_a_slotted_instance_stays_without_a_dict() -> None:
+    assert not hasattr(SlottedSample(1), "__dict__")
+    assert SlottedSample.__slots__ == ("a", "b", "c", "d")
 
 
 def test_post_init_still_runs() -> None:
@@ -70,10 +89,6 @@ def test_classes_it_cannot_speed_up_are_refused_when_decorated() -> None:
     class Mutable:
         n: int
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Slotted:
-        n: int
-
     @dataclasses.dataclass(frozen=True)
     class Hidden:
         n: int
@@ -84,7 +99,7 @@ def test_classes_it_cannot_speed_up_are_refused_when_decorated() -> None:
         n: int
         scale: dataclasses.InitVar[int] = 1
 
-    for cls in (Mutable, Slotted, Hidden, WithInitVar):
+    for cls in (Mutable, Hidden, WithInitVar):
         with pytest.raises(TypeError, match=cls.__name__):
             quick_init(cls)
 
@@ -98,5 +113,6 @@ def test_the_request_path_classes_use_it() -> None:
     message = ContextMessage("user", "hi", 2, "recent", source=3)
     assert Section("recent", (message,), 2, (3,)).messages == (message,)
     assert Candidate(turn, 1, None).embedding is None
-    for cls in (Turn, Candidate, ContextMessage, Section, ToolCallRef):
+    assert Message("tool", "42", tool_call_id="c1") == Message("tool", "42", (), "c1", None)
+    for cls in (Turn, Candidate, ContextMessage, Section, ToolCallRef, Message, ToolCall):
         assert getattr(cls.__init__, "quick_init", False), cls
