@@ -328,7 +328,8 @@ _COMMON_TERMS = """SELECT most_common_elems::text::text[] AS terms, most_common_
 
 UNANALYZED_RETRY_S = 5.0  # cheap to ask; the embeddings worker analyzes a young table
 
-_TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass"
+# turn_embeddings' rows as of its last ANALYZE (-1 before the first)
+TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass"
 
 
 class TableRows:
@@ -347,7 +348,7 @@ class TableRows:
         now = time.monotonic()
         if now - self._read_at >= self.ttl_s:
             self._read_at = now
-            self.rows = float(await conn.fetchval(_TABLE_ROWS) or -1)
+            self.rows = float(await conn.fetchval(TABLE_ROWS) or -1)
             if self.rows <= 0:  # not analyzed yet: look again soon
                 self._read_at = now - self.ttl_s + UNANALYZED_RETRY_S
         return self.rows

@@ -30,6 +30,7 @@ from pgvector.asyncpg import register_vector
 
 from adapters.postgres.database import Database
 from adapters.postgres.notifier import CHANNEL
+from adapters.postgres.search import TABLE_ROWS
 from domain.events import MESSAGE_ROLES, Checkpoint
 
 log = logging.getLogger("contextgate.embeddings")
@@ -123,7 +124,6 @@ ANALYZE_MIN_ROWS = 200
 ANALYZE_GROWTH = 0.25
 YOUNG_TABLE_ROWS = 100_000
 ANALYZE = "ANALYZE turn_embeddings"
-ANALYZED_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'turn_embeddings'::regclass"
 
 
 class Embedder(Protocol):
@@ -339,7 +339,7 @@ class EmbeddingsWorker:
         if self._since_analyze < ANALYZE_MIN_ROWS or self._behind:
             return
         if self._analyzed_rows is None:
-            self._analyzed_rows = max(0.0, float(await conn.fetchval(ANALYZED_ROWS) or 0))
+            self._analyzed_rows = max(0.0, float(await conn.fetchval(TABLE_ROWS) or 0))
         rows = self._analyzed_rows
         if rows >= YOUNG_TABLE_ROWS or self._since_analyze < ANALYZE_GROWTH * rows:
             return
@@ -347,7 +347,7 @@ class EmbeddingsWorker:
         # A role that may not (neither owner nor, from PostgreSQL 17, granted MAINTAIN by
         # migration 0009) gets a warning and no statistics: autovacuum's job, then.
         await conn.execute(ANALYZE)
-        self._analyzed_rows = max(0.0, float(await conn.fetchval(ANALYZED_ROWS) or 0))
+        self._analyzed_rows = max(0.0, float(await conn.fetchval(TABLE_ROWS) or 0))
         self._since_analyze = 0
         self.analyzed += 1
         log.debug(

@@ -28,7 +28,7 @@ FINISH_REASONS: frozenset[str] = frozenset(
 )
 
 
-@quick_init  # built per message of every window sent
+@quick_init  # built for each tool call of every window sent
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A call the model asks for. `arguments` is JSON text exactly as the model wrote it

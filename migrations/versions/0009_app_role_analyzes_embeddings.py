@@ -19,23 +19,13 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-GRANT = r"""
+# {statement} on PostgreSQL 17 or later, where the application role exists.
+ON_PG17 = r"""
 DO $$
 BEGIN
     IF current_setting('server_version_num')::int >= 170000
        AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'contextgate_app') THEN
-        EXECUTE 'GRANT MAINTAIN ON turn_embeddings TO contextgate_app';
-    END IF;
-END
-$$
-"""
-
-REVOKE = r"""
-DO $$
-BEGIN
-    IF current_setting('server_version_num')::int >= 170000
-       AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'contextgate_app') THEN
-        EXECUTE 'REVOKE MAINTAIN ON turn_embeddings FROM contextgate_app';
+        EXECUTE '{statement}';
     END IF;
 END
 $$
@@ -43,8 +33,8 @@ $$
 
 
 def upgrade() -> None:
-    op.execute(GRANT)
+    op.execute(ON_PG17.format(statement="GRANT MAINTAIN ON turn_embeddings TO contextgate_app"))
 
 
 def downgrade() -> None:
-    op.execute(REVOKE)
+    op.execute(ON_PG17.format(statement="REVOKE MAINTAIN ON turn_embeddings FROM contextgate_app"))
