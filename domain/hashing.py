@@ -60,14 +60,9 @@ def format_time(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-# A string as canonical_json writes it: json.dumps with ensure_ascii=False escapes each
-# string with this (C) function; called directly, no encoder is built a call.
-json_string: Callable[[str], str] = encode_basestring
-
-
-def json_text(value: str) -> str:
-    """A string as canonical JSON writes it."""
-    return json.dumps(value, ensure_ascii=False)
+# A string as canonical JSON writes it. json.dumps(value, ensure_ascii=False) comes to
+# this (C) function for a string, after building an encoder a call: called directly.
+json_text: Callable[[str], str] = encode_basestring
 
 
 def envelope(

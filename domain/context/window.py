@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 
 from domain.errors import ValidationError
 from domain.events import ContextAssembled, JsonDict
-from domain.hashing import json_string as _json_string
+from domain.hashing import json_text
 from domain.quick_init import quick_init
 
 CONTEXT_PROTOCOL_VERSION = "1"
@@ -210,7 +210,7 @@ def prompt_hash(messages: Iterable[ContextMessage]) -> str:
     strings by json's own C escaper), without a dict a message: ~3x faster for the
     hundreds of messages of a window (tests/unit/test_context_window.py compares)."""
     text = ",".join(
-        [f'{{"content":{_json_string(m.content)},"role":{_json_string(m.role)}}}' for m in messages]
+        [f'{{"content":{json_text(m.content)},"role":{json_text(m.role)}}}' for m in messages]
     )
     return hashlib.sha256(f"[{text}]".encode()).hexdigest()
 
