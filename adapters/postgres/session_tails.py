@@ -21,7 +21,11 @@ from domain.context.inputs import Turn
 # (newer than this seq, at most this many) -> those turns, newest first
 FetchNewest = Callable[[int, int], Awaitable[Sequence[Turn]]]
 
-TURN_OVERHEAD_CHARS = 300  # what a kept turn costs beyond its text, counted as characters
+# What a kept turn costs beyond its text, counted as characters: the Turn (~300) and
+# what the window keeps on it (~350: its recent message, that message's provider Message
+# and its part of the prompt hash, strategies.recent_message). That prompt-hash part
+# holds the text once more, so a kept turn counts its text twice.
+TURN_OVERHEAD_CHARS = 650
 
 
 @dataclass
@@ -34,8 +38,9 @@ class _Tail:
 class SessionTails:
     """Newest turns by (tenant, session). `max_keep`: the largest read kept (a longer
     one, the `full` strategy's, goes to the database every time); `max_chars`: the bound
-    on what is kept over all sessions (32 M characters by default, each turn counted
-    with TURN_OVERHEAD_CHARS more: 32-128 MB, by how wide the text's characters are)."""
+    on what is kept over all sessions (32 M characters by default, each turn's text
+    counted twice and TURN_OVERHEAD_CHARS more: 32-128 MB, by how wide the text's
+    characters are)."""
 
     def __init__(self, *, max_keep: int = 256, max_chars: int = 32_000_000) -> None:
         self.max_keep = max_keep
@@ -89,7 +94,7 @@ class SessionTails:
         old = self._tails.pop(key, None)
         if old is not None:
             self.size -= old.size
-        size = sum(len(t.content) + TURN_OVERHEAD_CHARS for t in turns)
+        size = sum(2 * len(t.content) + TURN_OVERHEAD_CHARS for t in turns)
         self._tails[key] = _Tail(turns, whole, size)
         self.size += size
         while self.size > self.max_chars and len(self._tails) > 1:

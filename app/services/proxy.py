@@ -31,8 +31,8 @@ from app.proxy_config import ProxyConfig
 from app.services.context import ContextPorts, ContextRequest, build_context
 from domain.context.inputs import Turn
 from domain.context.ports import SessionFacts
-from domain.context.render import openai_turns, preamble
-from domain.context.window import ContextWindow, assembled_event, place_current
+from domain.context.render import openai_name, openai_turns, plain_conversation, preamble
+from domain.context.window import ContextMessage, ContextWindow, assembled_event, place_current
 from domain.errors import AlreadyExists, NotFound, ValidationError, WrongExpectedVersion
 from domain.events import (
     AppendResult,
@@ -544,6 +544,13 @@ def window_request(request: ChatRequest, window: ContextWindow) -> ChatRequest:
     request's do (the same request as parsing openai_messages(window), built directly:
     tests/unit/test_window_request.py compares)."""
     system = [text] if (text := preamble(window)) is not None else []
+    plain = plain_conversation(window)
+    if plain is not None:  # the usual case: no tool calls, no system turns
+        return replace(
+            request,
+            system="\n\n".join(system) or None,
+            messages=tuple([m.__dict__.get(_CHAT_MESSAGE) or _chat_message(m) for m in plain]),
+        )
     messages: list[Message] = []
     for t in openai_turns(window):
         if t.role == "system":
@@ -556,6 +563,17 @@ def window_request(request: ChatRequest, window: ContextWindow) -> ChatRequest:
         else:
             messages.append(Message("user", t.content or "", name=t.name))
     return replace(request, system="\n\n".join(system) or None, messages=tuple(messages))
+
+
+_CHAT_MESSAGE = "_chat_message"
+
+
+def _chat_message(m: ContextMessage) -> Message:
+    """A plain turn's Message, kept on its window message: a recent turn's is the same
+    object from window to window (strategies.recent_message), ~200 of them a call."""
+    message = Message(m.role, m.content, name=openai_name(m.name))  # type: ignore[arg-type]
+    m.__dict__[_CHAT_MESSAGE] = message
+    return message
 
 
 def _request_tokens(counter: TokenCounter, request: ChatRequest) -> tuple[int, list[int]]:

@@ -171,4 +171,6 @@ class Budget:
         return math.ceil(round(tokens * self.model_token_ratio, 6))
 
     def message_cost(self, tokens: int) -> int:
+        if self.model_token_ratio == 1.0:  # the usual case, ~600 calls a window: inline
+            return (tokens if tokens > 0 else 0) + MESSAGE_OVERHEAD_TOKENS
         return self.scaled(max(tokens, 0)) + MESSAGE_OVERHEAD_TOKENS

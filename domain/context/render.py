@@ -63,6 +63,22 @@ def conversation(window: ContextWindow) -> list[ContextMessage]:
     return [m for s in window.sections if s.kind in ("recent", "current") for m in s.messages]
 
 
+def plain_conversation(window: ContextWindow) -> list[ContextMessage] | None:
+    """The conversation when every turn of it is user or assistant text without tool
+    calls (each is then its own OpenAI message, as openai_turns gives it, named by
+    openai_name), else None."""
+    turns = conversation(window)
+    for m in turns:
+        if m.tool_calls or (m.role != "user" and m.role != "assistant"):
+            return None
+    return turns
+
+
+def openai_name(name: str | None) -> str | None:
+    """A message's `name` as OpenAI takes it: None when it does not match its pattern."""
+    return name if name and _OPENAI_NAME.fullmatch(name) else None
+
+
 def _speaker(m: ContextMessage, session_id: str) -> str:
     who = f"{m.role} ({m.name})" if m.name else m.role
     if m.session_id is not None and m.session_id != session_id:
@@ -124,8 +140,7 @@ def openai_turns(window: ContextWindow) -> list[OpenAITurn]:
             i = end
             continue
         if m.role in ("system", "user", "assistant"):
-            name = m.name if m.name and _OPENAI_NAME.fullmatch(m.name) else None
-            out.append(OpenAITurn(m.role, _text(m), name=name))
+            out.append(OpenAITurn(m.role, _text(m), name=openai_name(m.name)))
         else:  # an orphan tool result (its call is not in the window), or an unknown role
             out.append(OpenAITurn("user", _text(m)))
         i += 1

@@ -127,6 +127,36 @@ def message_for(
     )
 
 
+# Where recent_message keeps a turn's message on the Turn itself (see there).
+_RECENT_MESSAGE = "_recent_message"
+
+
+def recent_message(turn: Turn, cost: int) -> ContextMessage:
+    """message_for(turn, "recent", ...) for a turn of this session that costs `cost`,
+    kept on the turn (in its __dict__, like functools.cached_property: eq, hash and repr
+    see only fields). The reader's tail cache hands the same Turn objects to call after
+    call on a session, and each window's recent section shows up to RECENT_TURNS of
+    them: built anew, they were ~1 us each. A message is immutable and a pure function
+    of the turn and its cost, so sharing one between windows changes nothing."""
+    kept = turn.__dict__.get(_RECENT_MESSAGE)
+    if kept is not None and kept.tokens == cost:
+        return kept  # type: ignore[no-any-return]
+    message = ContextMessage(
+        turn.role,
+        turn.content,
+        cost,
+        "recent",
+        turn.global_position,
+        turn.stream_version,
+        turn.name,
+        turn.tool_call_id,
+        turn.tool_calls,
+        turn.session_id,
+    )
+    turn.__dict__[_RECENT_MESSAGE] = message
+    return message
+
+
 _TurnKey = tuple[str | None, int]  # (session id, or None for this session; seq)
 
 
@@ -219,8 +249,9 @@ class _Frame:
         return self.chain[n - 1] if n else self.current
 
     def recent_section(self, n: int) -> Section:
-        turns = reversed(self.chain[:n])
-        return make_section("recent", [message_for(t, "recent", self.budget) for t in turns])
+        messages = list(map(recent_message, self.chain[:n], self.costs[:n]))
+        messages.reverse()
+        return make_section("recent", messages)
 
     def summary_section(self, summary: Summary) -> Section:
         message = ContextMessage(

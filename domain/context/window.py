@@ -209,10 +209,19 @@ def prompt_hash(messages: Iterable[ContextMessage]) -> str:
     The JSON is written here the way canonical_json writes it (keys sorted, no spaces,
     strings by json's own C escaper), without a dict a message: ~3x faster for the
     hundreds of messages of a window (tests/unit/test_context_window.py compares)."""
-    text = ",".join(
-        [f'{{"content":{json_text(m.content)},"role":{json_text(m.role)}}}' for m in messages]
-    )
+    text = ",".join([m.__dict__.get(_HASH_PART) or _hash_part(m) for m in messages])
     return hashlib.sha256(f"[{text}]".encode()).hexdigest()
+
+
+_HASH_PART = "_hash_part"
+
+
+def _hash_part(m: ContextMessage) -> str:
+    """A message's part of prompt_hash's JSON, kept on the message: a recent turn's
+    message is the same object from window to window (strategies.recent_message)."""
+    part = f'{{"content":{json_text(m.content)},"role":{json_text(m.role)}}}'
+    m.__dict__[_HASH_PART] = part
+    return part
 
 
 def build_window(

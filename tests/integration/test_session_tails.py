@@ -141,7 +141,7 @@ async def test_the_kept_text_is_bounded_and_the_least_recent_sessions_go_first(
 ) -> None:
     repo = PostgresSessions(db)
     reader = PostgresContextReader(db)
-    reader.tails = SessionTails(max_keep=10, max_chars=10 * 400)  # about ten turns in all
+    reader.tails = SessionTails(max_keep=10, max_chars=10 * 750)  # about ten turns in all
     for name in ("a", "b", "c"):
         await svc.create_session(repo, CTX, session_id=name)
         await add(repo, name, 0, 6)

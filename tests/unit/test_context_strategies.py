@@ -642,3 +642,33 @@ def test_hybrid_is_fast_enough_for_every_call() -> None:
     check_window(window, inputs, budget)
     assert window.section("retrieved") is not None
     assert elapsed < 0.025, f"{elapsed * 1000:.1f} ms per window"  # ~2 ms here
+
+
+# --- messages kept on turns -------------------------------------------------------------------
+
+
+def test_a_recent_turn_shows_the_same_message_in_the_next_window() -> None:
+    """The recent section's message is kept on its Turn (the reader's tail cache hands
+    the same turns to the next call): equal to a fresh one, built again only when the
+    turn's cost differs (another model's token ratio), and invisible to eq and hash."""
+    turns = make_turns(6)
+    first = build(inputs_for(turns), available=10_000, strategy="sliding_window")
+    again = build(inputs_for(turns), available=10_000, strategy="sliding_window")
+    fresh = build(
+        inputs_for([dataclasses.replace(t) for t in turns]),
+        available=10_000,
+        strategy="sliding_window",
+    )
+    recent = first.section("recent")
+    assert recent is not None and len(recent.messages) == 5
+    kept = again.section("recent")
+    assert kept is not None
+    assert all(a is b for a, b in zip(recent.messages, kept.messages, strict=True))
+    assert first == again == fresh
+    assert not any(a is b for a, b in zip(first.messages, fresh.messages, strict=True))
+    scaled = build(inputs_for(turns), available=10_000, strategy="sliding_window", ratio=2.0)
+    assert {m.tokens for m in scaled.messages} == {20 + MESSAGE_OVERHEAD_TOKENS}
+    assert turns[0] == dataclasses.replace(turns[0]) and hash(turns[0]) == hash(
+        dataclasses.replace(turns[0])
+    )
+    assert "_recent_message" not in repr(turns[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -198,3 +199,17 @@ def test_prompt_hash_is_the_sha256_of_the_canonical_json() -> None:
     for some in (messages, messages[:1], []):
         expected = canonical_json([{"role": m.role, "content": m.content} for m in some])
         assert prompt_hash(some) == hashlib.sha256(expected).hexdigest()
+
+
+def test_prompt_hash_keeps_each_message_part_and_gives_the_same_hash() -> None:
+    """Each message's part of the hash is kept on it (a recent turn's message recurs
+    from window to window): hashing again, or an equal fresh message, gives the same."""
+    a = ContextMessage("user", 'say "hi"\n', 5, "recent")
+    b = ContextMessage("assistant", "héllo", 5, "recent")
+    first = prompt_hash([a, b])
+    assert "_hash_part" in a.__dict__
+    assert prompt_hash([a, b]) == first
+    assert prompt_hash([dataclasses.replace(a), dataclasses.replace(b)]) == first
+    assert first == hashlib.sha256(canonical_json([
+        {"content": 'say "hi"\n', "role": "user"}, {"content": "héllo", "role": "assistant"}
+    ])).hexdigest()  # fmt: skip

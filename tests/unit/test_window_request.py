@@ -63,6 +63,10 @@ WINDOWS = {
         ),
         CURRENT,
     ),
+    "plain turns, one name refused": window(
+        ("recent", [m("user", "hi", name="not valid!"), m("assistant", ""), m("user", "x")]),
+        CURRENT,
+    ),
     "another session's turn": window(
         ("retrieved", [m("user", "elsewhere", "retrieved", session_id="other")]),
         CURRENT,
@@ -77,3 +81,15 @@ def test_the_direct_request_equals_the_parsed_rendering(name: str) -> None:
     direct = window_request(request, w)
     assert direct == parsed(request, w)
     assert direct.temperature == 0.2 and direct.messages[-1] == Message("user", "and now?")
+
+
+def test_a_plain_turn_is_rendered_once_and_reused_by_the_next_window() -> None:
+    """A recent turn's message is the same object in the next call's window
+    (strategies.recent_message): its Message is kept on it, not built again."""
+    request = ChatRequest("gpt-4o-mini", (Message("user", "and now?"),))
+    shared = m("user", "hi", name="ada")
+    first = window_request(request, window(("recent", [shared]), CURRENT))
+    second = window_request(request, window(("recent", [shared, m("assistant", "hello")]), CURRENT))
+    assert first.messages[0] == Message("user", "hi", name="ada")
+    assert second.messages[0] is first.messages[0]
+    assert second == parsed(request, window(("recent", [shared, m("assistant", "hello")]), CURRENT))
