@@ -838,14 +838,14 @@ async def gateway_mode(
         if mode == "stateful" and args.memory_phase:
             await settle(port, args.settle_timeout)
             report.memory["memory_ready_mb"] = ready_mb
-            report.memory.update(await memory_phase(port, server, workload, args))
+            report.memory.update(await memory_phase(port, server, workload, args, servers))
 
 
 async def memory_phase(
-    port: int, server: Spawned, workload: Workload, args: argparse.Namespace
+    port: int, server: Spawned, workload: Workload, args: argparse.Namespace, servers: Servers
 ) -> dict[str, Any]:
     """`--memory-requests` stateful requests at the highest concurrency, the server's RSS
-    sampled before, every 10 s, and after."""
+    sampled before, every 10 s, and after, and the CPU each process spent a request."""
     concurrency = max(args.concurrency)
     start_mb = tree_rss_mb(server.pid)
     print(
@@ -869,6 +869,7 @@ async def memory_phase(
                 next_report = (progress.done // step + 1) * step
 
     sampler = asyncio.create_task(sample())
+    before = servers.cpu()
     try:
         res = await run_load(
             port,
@@ -883,8 +884,16 @@ async def memory_phase(
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
+    after = servers.cpu()
     end_mb = tree_rss_mb(server.pid)
     samples.append((res.done, round(end_mb, 1)))
+
+    def per_request(i: int) -> float | None:
+        b, a = before[i], after[i]
+        return (
+            None if a is None or b is None or not res.done else round((a - b) * 1000 / res.done, 3)
+        )
+
     behind = await embeddings_behind(port)
     return {
         "memory_start_mb": round(start_mb, 1),
@@ -899,6 +908,8 @@ async def memory_phase(
         "memory_first_error": res.first_error,
         "memory_truncated": res.truncated,
         "memory_embeddings_behind": behind,
+        "memory_gateway_cpu_ms": per_request(1),  # CPU ms a request, as in the rows
+        "memory_db_cpu_ms": per_request(2),
         "memory_samples": samples,
     }
 
@@ -1095,7 +1106,9 @@ def render(report: Report, ratio_rows: Sequence[dict[str, Any]], goals: dict[str
             f"{mem['memory_ready_mb']:.1f} MB when ready, {mem['memory_start_mb']:.1f} MB "
             f"after warm-up, {mem['memory_end_mb']:.1f} MB after {mem['memory_requests']:,} "
             f"requests ({mem['memory_rps']} rps, p50 {mem['memory_p50_ms']:.2f} ms, "
-            f"p99 {mem['memory_p99_ms']:.2f} ms, {mem['memory_errors']} errors; embeddings "
+            f"p99 {mem['memory_p99_ms']:.2f} ms, {mem['memory_errors']} errors; "
+            f"CPU a request: gateway {_num(mem.get('memory_gateway_cpu_ms'), '.2f')} ms, "
+            f"PostgreSQL {_num(mem.get('memory_db_cpu_ms'), '.2f')} ms; embeddings "
             f"{_behind(mem['memory_embeddings_behind'])} events behind at the end)"
         )
     elif "memory_note" in mem:
