@@ -93,9 +93,15 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
     retrieves = request.strategy in RETRIEVING
     # The query vector (the one model call, ~6 ms) is computed on the embedder's thread
     # while the rows are read: from the start when the query is given, else once the
-    # newest turn is known.
+    # newest turn is known. Not from the start when the caller's facts say every turn
+    # is loaded anyway: that window most likely needs no vector (see _may_fit_whole),
+    # and a vector started for nothing still takes its turn on the model's thread once
+    # its task is cancelled. Under load (16 clients on short sessions) such vectors
+    # queued up to ~3 s, which the first window that needed one then waited for.
     embedding: asyncio.Task[Sequence[float]] | None = None
-    if retrieves and request.query and ports.embedder is not None:
+    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+    loaded = request.facts is not None and request.facts.turn_count <= limit
+    if retrieves and request.query and ports.embedder is not None and not loaded:
         embedding = asyncio.create_task(ports.embedder.embed_query(request.query))
     try:
         return await _build(ports, request, budget, embedding)
@@ -111,7 +117,7 @@ async def _build(
     embedding: asyncio.Task[Sequence[float]] | None,
 ) -> ContextWindow:
     reader = ports.reader
-    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS  # turns loaded
     with_summary = request.strategy in ("summary", "hybrid")
     given = request.facts
     # Built while its turn is stored, from facts just read: turns stored since are that

@@ -92,6 +92,9 @@ class ProxyPorts:
     counter: TokenCounter
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
+    # Starts a text's query vector ahead of need when the model's thread has room
+    # (AsyncEmbedder.embed_query_ahead); None: vectors are computed when a window needs one.
+    vector_ahead: Callable[[str], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -300,27 +303,14 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     return call
 
 
-_vectors: set[asyncio.Future[Any]] = set()  # held until done (the loop keeps weak refs)
-
-
 def _start_vector(ports: ProxyPorts, request: ChatRequest) -> None:
     """Start the new turn's vector now, on the model's thread: it overlaps this call's
     reads and append; the context engine then finds it computed (or on its way), and the
     embeddings worker takes it instead of embedding the turn a second time (see
-    adapters/embedder.AsyncEmbedder). Never wasted: every stored turn is embedded."""
-    embedder = ports.context.embedder
+    adapters/embedder.AsyncEmbedder)."""
     text = request.messages[-1].content if request.messages else ""
-    if embedder is None or not text or text.isspace():
-        return
-    future = asyncio.ensure_future(embedder.embed_query(text))
-    _vectors.add(future)
-    future.add_done_callback(_vector_done)
-
-
-def _vector_done(future: asyncio.Future[Any]) -> None:
-    _vectors.discard(future)
-    if not future.cancelled():
-        future.exception()  # retrieved here; the context engine asks again and reports it
+    if ports.vector_ahead is not None and text and not text.isspace():
+        ports.vector_ahead(text)
 
 
 def _digest(*parts: str) -> str:

@@ -107,6 +107,22 @@ async def test_a_session_that_fits_whole_needs_no_retrieval(db: Database) -> Non
         ports, ContextRequest("acme", "s", "gpt-4o-mini", budget=4000, query="turn 3?")
     )
     assert asked.notes[-1] == WHOLE_SESSION_NOTE
+    # With the caller's facts showing every turn is loaded (the proxy's case), it is not
+    # started at all: a vector cancelled here would still be computed on the model's
+    # thread, and under load those queued up ahead of the vectors windows do need.
+    facts = await seeded_ports.reader.session("acme", "s")
+    calls = embedder.calls
+    known = await build_context(
+        ports,
+        ContextRequest("acme", "s", "gpt-4o-mini", budget=4000, query="turn 6?", facts=facts),
+    )
+    assert known.notes[-1] == WHOLE_SESSION_NOTE and embedder.calls == calls
+    # The same facts with a budget too small: the vector is computed when needed.
+    needed = await build_context(
+        ports,
+        ContextRequest("acme", "s", "gpt-4o-mini", budget=40, query="turn 6?", facts=facts),
+    )
+    assert WHOLE_SESSION_NOTE not in needed.notes and embedder.calls == calls + 1
 
 
 async def test_a_window_built_while_its_turn_is_stored_shows_that_turn_once(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from adapters.embedder import BATCH_NICENESS, AsyncEmbedder, FallbackEmbedder
+from adapters.embedder import FallbackEmbedder
 from adapters.onnx_embedder import OnnxEmbedder
 from app import embedders
 from app.settings import SettingsError, load
@@ -62,26 +59,3 @@ def test_torch_runtime_has_no_onnx_copy(tmp_path: Path) -> None:
 def test_bad_embedder_settings_say_what_to_write(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load(env=env)
-
-
-async def test_batches_run_on_a_niced_thread_and_queries_do_not() -> None:
-    """The batch thread yields the CPU to requests; the query thread (on the request
-    path) keeps the process's priority."""
-
-    class Probe:
-        dimensions = 1
-
-        def load(self) -> None:
-            pass
-
-        def embed(self, texts: Sequence[str]) -> list[list[float]]:
-            nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-            return [[float(nice)] for _ in texts]
-
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    model = AsyncEmbedder(Probe(), query_embedder=Probe())
-    assert await model.embed(["a batch"]) == [[float(BATCH_NICENESS)]]
-    assert await model.embed_query("a query") == [float(base)]
-    # Without a thread of its own a query shares the batch thread, so nothing is niced.
-    shared = AsyncEmbedder(Probe())
-    assert await shared.embed(["a batch"]) == [[float(base)]]
