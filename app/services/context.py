@@ -99,8 +99,7 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
     # its task is cancelled. Under load (16 clients on short sessions) such vectors
     # queued up to ~3 s, which the first window that needed one then waited for.
     embedding: asyncio.Task[Sequence[float]] | None = None
-    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
-    loaded = request.facts is not None and request.facts.turn_count <= limit
+    loaded = request.facts is not None and request.facts.turn_count <= _turns_loaded(request)
     if retrieves and request.query and ports.embedder is not None and not loaded:
         embedding = asyncio.create_task(ports.embedder.embed_query(request.query))
     try:
@@ -110,6 +109,11 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
             embedding.cancel()
 
 
+def _turns_loaded(request: ContextRequest) -> int:
+    """How many of the newest turns a window reads."""
+    return FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+
+
 async def _build(
     ports: ContextPorts,
     request: ContextRequest,
@@ -117,7 +121,7 @@ async def _build(
     embedding: asyncio.Task[Sequence[float]] | None,
 ) -> ContextWindow:
     reader = ports.reader
-    limit = FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS  # turns loaded
+    limit = _turns_loaded(request)
     with_summary = request.strategy in ("summary", "hybrid")
     given = request.facts
     # Built while its turn is stored, from facts just read: turns stored since are that

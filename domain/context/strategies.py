@@ -113,17 +113,22 @@ def message_for(
     turn: Turn, kind: SectionKind, budget: Budget, marked: bool = False
 ) -> ContextMessage:
     """`marked`: the turn is from another session and pays for the renderers' marker."""
+    cost = budget.message_cost(turn.tokens) + (OTHER_SESSION_TOKENS if marked else 0)
+    return _message(turn, kind, cost)
+
+
+def _message(turn: Turn, kind: SectionKind, tokens: int) -> ContextMessage:
     return ContextMessage(
-        role=turn.role,
-        content=turn.content,
-        tokens=budget.message_cost(turn.tokens) + (OTHER_SESSION_TOKENS if marked else 0),
-        kind=kind,
-        source=turn.global_position,
-        stream_version=turn.stream_version,
-        name=turn.name,
-        tool_call_id=turn.tool_call_id,
-        tool_calls=turn.tool_calls,
-        session_id=turn.session_id,
+        turn.role,
+        turn.content,
+        tokens,
+        kind,
+        turn.global_position,
+        turn.stream_version,
+        turn.name,
+        turn.tool_call_id,
+        turn.tool_calls,
+        turn.session_id,
     )
 
 
@@ -141,18 +146,7 @@ def recent_message(turn: Turn, cost: int) -> ContextMessage:
     kept = turn.__dict__.get(_RECENT_MESSAGE)
     if kept is not None and kept.tokens == cost:
         return kept  # type: ignore[no-any-return]
-    message = ContextMessage(
-        turn.role,
-        turn.content,
-        cost,
-        "recent",
-        turn.global_position,
-        turn.stream_version,
-        turn.name,
-        turn.tool_call_id,
-        turn.tool_calls,
-        turn.session_id,
-    )
+    message = _message(turn, "recent", cost)
     turn.__dict__[_RECENT_MESSAGE] = message
     return message
 
