@@ -557,6 +557,13 @@ class Servers:
         )
 
 
+def cpu_ms_a_request(before: float | None, after: float | None, done: int) -> float | None:
+    """CPU ms a request between two Servers.cpu() readings of one process tree."""
+    if after is None or before is None or not done:
+        return None
+    return round((after - before) * 1000 / done, 3)
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -584,10 +591,7 @@ async def measure(
     after = servers.cpu()
 
     def per_request(i: int) -> float | None:
-        b, a = before[i], after[i]
-        if a is None or b is None or not res.done:
-            return None
-        return round((a - b) * 1000 / res.done, 3)
+        return cpu_ms_a_request(before[i], after[i], res.done)
 
     note = " (stopped at the time limit)" if res.truncated else ""
     errs = f", {res.errors} errors: {res.first_error}" if res.errors else ""
@@ -889,10 +893,7 @@ async def memory_phase(
     samples.append((res.done, round(end_mb, 1)))
 
     def per_request(i: int) -> float | None:
-        b, a = before[i], after[i]
-        return (
-            None if a is None or b is None or not res.done else round((a - b) * 1000 / res.done, 3)
-        )
+        return cpu_ms_a_request(before[i], after[i], res.done)
 
     behind = await embeddings_behind(port)
     return {
