@@ -199,27 +199,22 @@ class AsyncEmbedder:
         query_embedder: SyncEmbedder | None = None,
         chunk_size: int = 16,
         remember: int = 2048,
-        max_ahead: int = 2,
     ) -> None:
         self.embedder = embedder
         self.query_embedder = query_embedder or embedder
         self.dimensions = embedder.dimensions
         self.chunk_size = chunk_size
         # The newest query vectors by text. A proxy call's query is the user turn it
-        # stores, which the embeddings worker then embeds: it takes the vector from here
-        # (or waits for it, still being computed) instead: half the model's work in a
-        # stateful conversation. A vector is a pure function of its text, so this holds
+        # stores, which the embeddings worker then embeds: when the call's window
+        # computed a vector (a session longer than a window loads), the worker takes it
+        # from here (or waits for it, still being computed) instead: half the model's
+        # work in a long conversation. A vector is a pure function of its text, so this holds
         # nothing a tenant could not compute; float32 arrays, ~1.5 kB each, the oldest
         # dropped past `remember`.
         self.remember = remember
         self.reused = 0  # batch texts served from the remembered query vectors
         self._recent: OrderedDict[str, array[float]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[list[list[float]]]] = {}
-        # Query vectors on (or waiting for) the query thread: one started ahead of need
-        # (embed_query_ahead) is skipped when `max_ahead` of them are.
-        self.max_ahead = max_ahead
-        self.skipped_ahead = 0
-        self._queued = 0
         # The batch thread yields the CPU to requests (see lower_priority) only when queries
         # have a thread of their own: otherwise a query would wait behind a niced batch.
         self._executor = ThreadPoolExecutor(
@@ -276,22 +271,6 @@ class AsyncEmbedder:
         vectors = await asyncio.shield(self._query_future(text))
         return vectors[0]
 
-    def embed_query_ahead(self, text: str) -> bool:
-        """Start `text`'s vector now, for embed_query to find done or on its way, unless
-        `max_ahead` vectors are already on the query thread; whether it was started.
-        Nobody waits for such a vector yet. Unbounded, they piled up under load: 16
-        clients on short sessions (whose windows need no vector) queued ~3 s of them,
-        and the first call that did need its vector waited behind them all. A skipped
-        vector costs nothing more: embed_query computes it if a window needs it, and
-        the embeddings worker embeds the turn anyway."""
-        if text in self._recent or text in self._pending:
-            return True
-        if self._queued >= self.max_ahead:
-            self.skipped_ahead += 1
-            return False
-        self._query_future(text)
-        return True
-
     def _query_future(self, text: str) -> asyncio.Future[list[list[float]]]:
         pending = self._pending.get(text)
         if pending is None:
@@ -299,14 +278,12 @@ class AsyncEmbedder:
                 self._query_executor, self.query_embedder.embed, [text]
             )
             self._pending[text] = pending
-            self._queued += 1
             pending.add_done_callback(lambda done: self._settle(text, done))
         return pending
 
     def _settle(self, text: str, done: asyncio.Future[list[list[float]]]) -> None:
         """Runs before the awaiting callers resume: the vector is remembered by then.
         It also retrieves a failure, which the callers that awaited it report."""
-        self._queued -= 1
         self._pending.pop(text, None)
         if done.cancelled() or done.exception() is not None or not self.remember:
             return

@@ -113,7 +113,6 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         events=sessions.events,
         context=context_ports,
         counter=counter,
-        vector_ahead=embedder.embed_query_ahead,
     )
 
     @asynccontextmanager

@@ -91,13 +91,16 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
         )
     budget = budget_for(request, ports.counter)
     retrieves = request.strategy in RETRIEVING
-    # The query vector (the one model call, ~6 ms) is computed on the embedder's thread
-    # while the rows are read: from the start when the query is given, else once the
-    # newest turn is known. Not from the start when the caller's facts say every turn
-    # is loaded anyway: that window most likely needs no vector (see _may_fit_whole),
-    # and a vector started for nothing still takes its turn on the model's thread once
-    # its task is cancelled. Under load (16 clients on short sessions) such vectors
-    # queued up to ~3 s, which the first window that needed one then waited for.
+    # The query vector (the one model call, ~3-5 ms of a core) is computed on the
+    # embedder's thread while the rows are read: from the start when the query is given,
+    # else once the newest turn is known. Not from the start when the caller's facts say
+    # every turn is loaded anyway: that window most likely needs no vector (see
+    # _may_fit_whole), and nobody else should compute one for it either (the proxy used
+    # to, ahead of its reads). A vector computed for nothing still runs once its task is
+    # cancelled: under load (16 clients on short sessions) such vectors queued up to
+    # ~3 s ahead of the ones windows needed, and at 1 client, sharing 2 cores with the
+    # call's reads and append, it doubled a short session's call (~8.6 -> ~3.7 ms in the
+    # server without it).
     embedding: asyncio.Task[Sequence[float]] | None = None
     loaded = request.facts is not None and request.facts.turn_count <= _turns_loaded(request)
     if retrieves and request.query and ports.embedder is not None and not loaded:

@@ -92,9 +92,6 @@ class ProxyPorts:
     counter: TokenCounter
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
-    # Starts a text's query vector ahead of need when the model's thread has room
-    # (AsyncEmbedder.embed_query_ahead); None: vectors are computed when a window needs one.
-    vector_ahead: Callable[[str], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +214,6 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     created = False
     early: asyncio.Future[ContextWindow] | None = None  # the window, built while appending
     stored_at = (0, 0)  # the new turn's stream version and global position
-    _start_vector(ports, request)
     # Another writer may move the session between the read and the append (a summary
     # job, a context window recorded): read again and retry. A turn of another call
     # is caught by the pending check on the new read.
@@ -301,16 +297,6 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     )
     call.timings["window"] = (ports.clock() - stored) * 1000
     return call
-
-
-def _start_vector(ports: ProxyPorts, request: ChatRequest) -> None:
-    """Start the new turn's vector now, on the model's thread: it overlaps this call's
-    reads and append; the context engine then finds it computed (or on its way), and the
-    embeddings worker takes it instead of embedding the turn a second time (see
-    adapters/embedder.AsyncEmbedder)."""
-    text = request.messages[-1].content if request.messages else ""
-    if ports.vector_ahead is not None and text and not text.isspace():
-        ports.vector_ahead(text)
 
 
 def _digest(*parts: str) -> str:

@@ -1,4 +1,4 @@
-"""AsyncEmbedder: the batch and query threads, and vectors started ahead of need."""
+"""AsyncEmbedder: the batch and query threads, and how query vectors are shared."""
 
 from __future__ import annotations
 
@@ -54,36 +54,30 @@ async def test_batches_run_on_a_niced_thread_and_queries_do_not() -> None:
     assert await shared.embed(["a batch"]) == [[float(base)]]
 
 
-async def test_vectors_started_ahead_are_bounded_so_a_needed_one_never_waits_long() -> None:
-    """Twenty turns arrive at once, none of whose windows needs its vector yet: only
-    `max_ahead` are queued on the query thread. A vector then needed waits behind at
-    most those, not behind twenty (unbounded, this wait was ~3 s under load)."""
+async def test_callers_of_one_text_share_its_vector_and_a_failure_is_not_remembered() -> None:
+    """Two callers asking for one text at once get one computation; a vector that
+    failed is reported to every caller that waited for it and computed again when
+    asked again (nothing is left pending)."""
     query = Slow(0.05)
-    model = AsyncEmbedder(Slow(0), query_embedder=query, max_ahead=2)
-    started = [model.embed_query_ahead(f"turn {i}") for i in range(20)]
-    assert started == [True, True] + [False] * 18
-    assert model.skipped_ahead == 18
-    assert model.embed_query_ahead("turn 0")  # already on its way: nothing more queued
-    t0 = time.perf_counter()
-    assert await model.embed_query("the one a window needs") == [22.0]
-    assert time.perf_counter() - t0 < 0.5  # behind two vectors (0.1 s), not twenty (1 s)
-    # The two started ahead are remembered: asking for them computes nothing again.
-    assert await model.embed_query("turn 1") == [6.0]
-    assert query.texts == ["turn 0", "turn 1", "the one a window needs"]
-    # Room again once the thread is idle.
-    assert model.embed_query_ahead("turn 2")
-    await asyncio.sleep(0.2)
-    assert query.texts[-1] == "turn 2"
+    model = AsyncEmbedder(Slow(0), query_embedder=query)
+    first, second = await asyncio.gather(model.embed_query("hello"), model.embed_query("hello"))
+    assert first == second == [5.0]
+    assert query.texts == ["hello"]
+    assert await model.embed_query("hello") == [5.0]  # remembered: not computed again
+    assert query.texts == ["hello"]
 
-
-async def test_a_failed_vector_started_ahead_is_reported_to_who_needs_it() -> None:
     class Broken(Slow):
         def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            self.texts.extend(texts)
             raise RuntimeError("model gone")
 
-    model = AsyncEmbedder(Slow(0), query_embedder=Broken(0))
-    assert model.embed_query_ahead("hello")
-    await asyncio.sleep(0.05)  # failed meanwhile, and not remembered: asked again, it fails
+    broken = Broken(0)
+    failing = AsyncEmbedder(Slow(0), query_embedder=broken)
+    results = await asyncio.gather(
+        failing.embed_query("hi"), failing.embed_query("hi"), return_exceptions=True
+    )
+    assert [str(r) for r in results] == ["model gone", "model gone"]
     with pytest.raises(RuntimeError, match="model gone"):
-        await model.embed_query("hello")
-    assert model._queued == 0
+        await failing.embed_query("hi")
+    assert broken.texts == ["hi", "hi"]  # once for the two callers, once when asked again
+    assert failing._pending == {}

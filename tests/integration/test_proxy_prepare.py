@@ -1,0 +1,104 @@
+"""The proxy's stateful preparation against the real PostgreSQL: a call computes its new
+turn's query vector only when its window may need retrieval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.embedder import AsyncEmbedder
+from adapters.postgres.context_inputs import PostgresContextReader
+from adapters.postgres.database import Database
+from adapters.postgres.session_repository import PostgresSessions
+from adapters.providers.http import HttpClient
+from adapters.tokenizers import TiktokenCounter
+from app.main import create_app
+from app.providers import build_providers
+from app.proxy_config import load_proxy_config
+from app.services import proxy
+from app.services import sessions as svc
+from app.services.context import RECENT_TURNS, WHOLE_SESSION_NOTE, ContextPorts
+from app.settings import Settings
+from domain.proxy.chat import ChatRequest, ChatResponse, Message
+
+CTX = svc.RequestContext("acme", "test")
+
+
+class CountingEmbedder:
+    """Records the texts it is asked to embed; the vectors are constant."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def embed_query(self, text: str) -> list[float]:
+        self.texts.append(text)
+        return [1.0] + [0.0] * 383
+
+
+async def prepare(ports: proxy.ProxyPorts, session_id: str, text: str) -> proxy.Call:
+    meta = proxy.CallMeta("acme", "key", "openai", session_id=session_id)
+    return await proxy.prepare(ports, meta, ChatRequest("echo", (Message("user", text),)))
+
+
+async def test_a_call_computes_its_query_vector_only_when_its_window_needs_one(
+    db: Database,
+) -> None:
+    """On two cores a vector computed for nothing (~3-4 ms of one core) doubled a short
+    session's call: it slowed the call's reads and append, which it overlapped. So a
+    session whose every turn the window loads gets none; a longer one gets exactly one,
+    of the new turn's text."""
+    repo = PostgresSessions(db)
+    counter = TiktokenCounter()
+    embedder = CountingEmbedder()
+    config = load_proxy_config(None, {})  # no keys: the echo model
+    ports = proxy.ProxyPorts(
+        config=config,
+        router=config.router(),
+        providers=build_providers(config, HttpClient(), {}),
+        events=repo.events,
+        context=ContextPorts(PostgresContextReader(db), counter, repo.events, embedder),
+        counter=counter,
+    )
+
+    async def seed(session_id: str, turns: int) -> None:  # ends with an answer
+        await svc.create_session(repo, CTX, session_id=session_id)
+        for start in range(0, turns, 100):  # at most 100 turns an append
+            specs = [
+                svc.TurnSpec("user" if i % 2 == 0 else "assistant", f"turn {i}")
+                for i in range(start, min(turns, start + 100))
+            ]
+            await svc.append_turns(repo, counter, CTX, session_id, specs)
+
+    opened = await prepare(ports, "new", "hello")  # an unknown id opens the session
+    assert opened.created_session and embedder.texts == []
+    await seed("short", 20)
+    short = await prepare(ports, "short", "what did I say in turn 4?")
+    assert short.window is not None and short.window.notes[-1] == WHOLE_SESSION_NOTE
+    assert embedder.texts == []
+    await seed("long", RECENT_TURNS + 50)
+    long = await prepare(ports, "long", "what did I say in turn 4?")
+    assert long.window is not None and WHOLE_SESSION_NOTE not in long.window.notes
+    assert embedder.texts == ["what did I say in turn 4?"]
+
+
+async def test_the_served_app_starts_no_vector_for_a_session_that_fits(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The same with the ports the server runs with (the real embedder, whose model is
+    not even loaded for this): nothing is sent to the query thread."""
+    app = create_app(Settings(database_url=database_url, data_dir=tmp_path), database_url)
+    ports: proxy.ProxyPorts = app.state.proxy
+    embedder = ports.context.embedder
+    assert isinstance(embedder, AsyncEmbedder)
+    try:
+        for _ in range(3):
+            call = await prepare(ports, "fits", "hello again")
+            assert call.window is not None
+            await proxy.record(ports, call, _echo(call), None)
+        assert embedder._pending == {} and len(embedder._recent) == 0
+    finally:
+        embedder.close()
+        await app.state.db.dispose()
+
+
+def _echo(call: proxy.Call) -> ChatResponse:  # an answer, so the next call may follow
+    return ChatResponse(id="r", model="echo", content="echo", finish_reason="stop")
