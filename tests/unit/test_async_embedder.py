@@ -31,9 +31,9 @@ class Slow:
         return [[float(len(t))] for t in texts]
 
 
-async def test_batches_run_on_a_niced_thread_and_queries_do_not() -> None:
-    """The batch thread yields the CPU to requests; the query thread (on the request
-    path) keeps the process's priority."""
+async def test_batches_run_on_a_niced_idle_policy_thread_and_queries_do_not() -> None:
+    """The batch thread yields the CPU to requests (nice 19 and, on Linux, SCHED_IDLE);
+    the query thread (on the request path) keeps the process's priority and policy."""
 
     class Probe:
         dimensions = 1
@@ -42,16 +42,18 @@ async def test_batches_run_on_a_niced_thread_and_queries_do_not() -> None:
             pass
 
         def embed(self, texts: Sequence[str]) -> list[list[float]]:
-            nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-            return [[float(nice)] for _ in texts]
+            tid = threading.get_native_id()
+            nice = os.getpriority(os.PRIO_PROCESS, tid)
+            return [[float(nice), float(os.sched_getscheduler(tid))] for _ in texts]
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
+    policy = os.sched_getscheduler(0)
     model = AsyncEmbedder(Probe(), query_embedder=Probe())
-    assert await model.embed(["a batch"]) == [[float(BATCH_NICENESS)]]
-    assert await model.embed_query("a query") == [float(base)]
+    assert await model.embed(["a batch"]) == [[float(BATCH_NICENESS), float(os.SCHED_IDLE)]]
+    assert await model.embed_query("a query") == [float(base), float(policy)]
     # Without a thread of its own a query shares the batch thread, so nothing is niced.
     shared = AsyncEmbedder(Probe())
-    assert await shared.embed(["a batch"]) == [[float(base)]]
+    assert await shared.embed(["a batch"]) == [[float(base), float(policy)]]
 
 
 async def test_callers_of_one_text_share_its_vector_and_a_failure_is_not_remembered() -> None:
