@@ -152,6 +152,9 @@ class PostgresContextReader:
 
         return await self.tails.newest(tenant_id, session_id, limit, fetch, known_count)
 
+    def known_turn_count(self, tenant_id: str, session_id: str) -> int | None:
+        return self.tails.newest_seq(tenant_id, session_id)
+
     async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None:
         async with self.db.connection() as conn:
             return await newest_summary(conn, tenant_id, session_id)

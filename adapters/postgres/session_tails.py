@@ -88,6 +88,12 @@ class SessionTails:
         self._keep(key, turns, whole=whole)
         return turns[:limit]
 
+    def newest_seq(self, tenant_id: str, session_id: str) -> int | None:
+        """The newest kept turn's seq (the session's turn count when it was read), or
+        None when nothing of the session is kept."""
+        tail = self._tails.get((tenant_id, session_id))
+        return tail.turns[0].seq if tail is not None and tail.turns else None
+
     def _keep(self, key: tuple[str, str], turns: list[Turn], *, whole: bool) -> None:
         turns = turns[: self.max_keep]
         whole = whole and (not turns or turns[-1].seq == 1)

@@ -90,7 +90,6 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
             "strategy",
         )
     budget = budget_for(request, ports.counter)
-    retrieves = request.strategy in RETRIEVING
     # The query vector (the one model call, ~3-5 ms of a core) is computed on the
     # embedder's thread while the rows are read: from the start when the query is given,
     # else once the newest turn is known. Not from the start when the caller's facts say
@@ -102,8 +101,12 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
     # call's reads and append, it doubled a short session's call (~8.6 -> ~3.7 ms in the
     # server without it).
     embedding: asyncio.Task[Sequence[float]] | None = None
-    loaded = request.facts is not None and request.facts.turn_count <= _turns_loaded(request)
-    if retrieves and request.query and ports.embedder is not None and not loaded:
+    facts = request.facts
+    if facts is None:
+        may_need = request.strategy in RETRIEVING
+    else:
+        may_need = may_retrieve(request.strategy, facts.turn_count)
+    if request.query and ports.embedder is not None and may_need:
         embedding = asyncio.create_task(ports.embedder.embed_query(request.query))
     try:
         return await _build(ports, request, budget, embedding)
@@ -114,7 +117,18 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
 
 def _turns_loaded(request: ContextRequest) -> int:
     """How many of the newest turns a window reads."""
-    return FULL_TURNS_CAP if request.strategy == "full" else RECENT_TURNS
+    return turns_loaded(request.strategy)
+
+
+def turns_loaded(strategy: str) -> int:
+    return FULL_TURNS_CAP if strategy == "full" else RECENT_TURNS
+
+
+def may_retrieve(strategy: str, turn_count: int) -> bool:
+    """Whether a window of `strategy` over a session of `turn_count` turns (before the
+    new one) may search older turns, and so need the query's vector: the strategy
+    retrieves and the window does not load every turn."""
+    return strategy in RETRIEVING and turn_count > turns_loaded(strategy)
 
 
 async def _build(

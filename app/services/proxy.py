@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from app.proxy_config import ProxyConfig
-from app.services.context import ContextPorts, ContextRequest, build_context
+from app.services.context import ContextPorts, ContextRequest, build_context, may_retrieve
 from domain.context.inputs import Turn
 from domain.context.ports import SessionFacts
 from domain.context.render import openai_name, openai_turns, plain_conversation, preamble
@@ -214,6 +214,7 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     created = False
     early: asyncio.Future[ContextWindow] | None = None  # the window, built while appending
     stored_at = (0, 0)  # the new turn's stream version and global position
+    _vector_ahead(ports, meta, request, session_id)
     # Another writer may move the session between the read and the append (a summary
     # job, a context window recorded): read again and retry. A turn of another call
     # is caught by the pending check on the new read.
@@ -297,6 +298,39 @@ async def _prepare_stateful(ports: ProxyPorts, meta: CallMeta, request: ChatRequ
     )
     call.timings["window"] = (ports.clock() - stored) * 1000
     return call
+
+
+# Query vectors started ahead of the reads, held until done (the loop keeps only weak
+# references to tasks).
+_AHEAD: set[asyncio.Task[Sequence[float]]] = set()
+
+
+def _vector_ahead(ports: ProxyPorts, meta: CallMeta, request: ChatRequest, session_id: str) -> None:
+    """Start the new turn's query vector before the session is read, when this process
+    last saw the session longer than a window loads: its window will retrieve, and the
+    vector (~3-5 ms on the model's thread) is what it waits for longest. The window asks
+    for the same text and joins the computation (AsyncEmbedder shares it by text).
+    Otherwise the window starts it once the reads say it is needed: one computed for
+    nothing slowed the reads and append it overlapped (2 cores), and a short session's
+    call took twice as long. Measured at 1 client on a 4,000-turn session, four pairs of
+    alternating runs: p50 12.4-13.8 ms (mean 12.95) against 13.1-14.1 (13.54)."""
+    embedder = ports.context.embedder
+    last = request.messages[-1] if request.messages else None
+    if embedder is None or last is None or last.role != "user" or not last.content.strip():
+        return
+    known = ports.context.reader.known_turn_count(meta.tenant_id, session_id)
+    strategy = meta.strategy or ports.config.context.strategy
+    if known is None or not may_retrieve(strategy, known):
+        return
+    task = asyncio.ensure_future(embedder.embed_query(last.content))
+    _AHEAD.add(task)
+    task.add_done_callback(_settled_ahead)
+
+
+def _settled_ahead(task: asyncio.Task[Sequence[float]]) -> None:
+    _AHEAD.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: the window that awaits the same text reports it
 
 
 def _digest(*parts: str) -> str:

@@ -38,6 +38,12 @@ class ContextReader(Protocol):
 
     async def newest_summary(self, tenant_id: str, session_id: str) -> Summary | None: ...
 
+    def known_turn_count(self, tenant_id: str, session_id: str) -> int | None:
+        """The session's turn count as this reader last saw it, without reading (None:
+        it holds nothing of the session). A hint for starting work early, never a fact:
+        the session may have grown since."""
+        ...
+
     async def candidates(
         self,
         tenant_id: str,

@@ -3,6 +3,7 @@ turn's query vector only when its window may need retrieval."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from adapters.embedder import AsyncEmbedder
@@ -18,20 +19,49 @@ from app.services import proxy
 from app.services import sessions as svc
 from app.services.context import RECENT_TURNS, WHOLE_SESSION_NOTE, ContextPorts
 from app.settings import Settings
+from domain.context.ports import SessionFacts
 from domain.proxy.chat import ChatRequest, ChatResponse, Message
 
 CTX = svc.RequestContext("acme", "test")
 
 
-class CountingEmbedder:
-    """Records the texts it is asked to embed; the vectors are constant."""
+class Model:
+    """A synchronous model that records the texts it embeds; the vectors are constant."""
+
+    dimensions = 384
 
     def __init__(self) -> None:
         self.texts: list[str] = []
 
+    def load(self) -> None:
+        pass
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return [[1.0] + [0.0] * 383 for _ in texts]
+
+
+class LoggedEmbedder:
+    """The real AsyncEmbedder (callers of one text share its computation), logging when
+    a vector is asked for."""
+
+    def __init__(self, model: Model, log: list[str]) -> None:
+        self.inner = AsyncEmbedder(model, query_embedder=model)
+        self.log = log
+
     async def embed_query(self, text: str) -> list[float]:
-        self.texts.append(text)
-        return [1.0] + [0.0] * 383
+        self.log.append("vector")
+        return await self.inner.embed_query(text)
+
+
+class LoggedReader(PostgresContextReader):
+    def __init__(self, db: Database, log: list[str]) -> None:
+        super().__init__(db)
+        self.log = log
+
+    async def session(self, tenant_id: str, session_id: str) -> SessionFacts | None:
+        self.log.append("read")
+        return await super().session(tenant_id, session_id)
 
 
 async def prepare(ports: proxy.ProxyPorts, session_id: str, text: str) -> proxy.Call:
@@ -45,17 +75,20 @@ async def test_a_call_computes_its_query_vector_only_when_its_window_needs_one(
     """On two cores a vector computed for nothing (~3-4 ms of one core) doubled a short
     session's call: it slowed the call's reads and append, which it overlapped. So a
     session whose every turn the window loads gets none; a longer one gets exactly one,
-    of the new turn's text."""
+    of the new turn's text: started once the reads show it is needed, or before them
+    when this process last saw the session that long."""
     repo = PostgresSessions(db)
     counter = TiktokenCounter()
-    embedder = CountingEmbedder()
+    log: list[str] = []
+    model = Model()
     config = load_proxy_config(None, {})  # no keys: the echo model
+    reader = LoggedReader(db, log)
     ports = proxy.ProxyPorts(
         config=config,
         router=config.router(),
         providers=build_providers(config, HttpClient(), {}),
         events=repo.events,
-        context=ContextPorts(PostgresContextReader(db), counter, repo.events, embedder),
+        context=ContextPorts(reader, counter, repo.events, LoggedEmbedder(model, log)),
         counter=counter,
     )
 
@@ -69,15 +102,25 @@ async def test_a_call_computes_its_query_vector_only_when_its_window_needs_one(
             await svc.append_turns(repo, counter, CTX, session_id, specs)
 
     opened = await prepare(ports, "new", "hello")  # an unknown id opens the session
-    assert opened.created_session and embedder.texts == []
+    assert opened.created_session and model.texts == []
     await seed("short", 20)
-    short = await prepare(ports, "short", "what did I say in turn 4?")
-    assert short.window is not None and short.window.notes[-1] == WHOLE_SESSION_NOTE
-    assert embedder.texts == []
+    for question in ("what did I say in turn 4?", "and in turn 6?"):
+        short = await prepare(ports, "short", question)
+        assert short.window is not None and short.window.notes[-1] == WHOLE_SESSION_NOTE
+        await proxy.record(ports, short, _echo(), None)
+    assert model.texts == [] and "vector" not in log
     await seed("long", RECENT_TURNS + 50)
-    long = await prepare(ports, "long", "what did I say in turn 4?")
-    assert long.window is not None and WHOLE_SESSION_NOTE not in long.window.notes
-    assert embedder.texts == ["what did I say in turn 4?"]
+    log.clear()
+    first = await prepare(ports, "long", "what did I say in turn 4?")
+    assert first.window is not None and WHOLE_SESSION_NOTE not in first.window.notes
+    assert model.texts == ["what did I say in turn 4?"]
+    assert log[0] == "read" and "vector" in log  # not known yet: after the reads
+    await proxy.record(ports, first, _echo(), None)
+    log.clear()
+    second = await prepare(ports, "long", "and in turn 6?")
+    assert second.window is not None and WHOLE_SESSION_NOTE not in second.window.notes
+    assert log[:2] == ["vector", "read"]  # known long: ahead of the reads
+    assert model.texts == ["what did I say in turn 4?", "and in turn 6?"]  # once each
 
 
 async def test_the_served_app_starts_no_vector_for_a_session_that_fits(
@@ -93,12 +136,12 @@ async def test_the_served_app_starts_no_vector_for_a_session_that_fits(
         for _ in range(3):
             call = await prepare(ports, "fits", "hello again")
             assert call.window is not None
-            await proxy.record(ports, call, _echo(call), None)
+            await proxy.record(ports, call, _echo(), None)
         assert embedder._pending == {} and len(embedder._recent) == 0
     finally:
         embedder.close()
         await app.state.db.dispose()
 
 
-def _echo(call: proxy.Call) -> ChatResponse:  # an answer, so the next call may follow
+def _echo() -> ChatResponse:  # an answer, so the session's next call may follow
     return ChatResponse(id="r", model="echo", content="echo", finish_reason="stop")
