@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python ops/bench/proxy_overhead.py [--json PATH] [--concurrency 1,16]
         [--requests N] [--warmup N] [--workers N] [--stream] [--upstream-latency-ms MS]
         [--modes direct,stateless,stateful,litellm] [--skip-litellm] [--litellm-venv PATH]
-        [--no-memory-phase] [--memory-requests N] [--database-url URL]
+        [--no-memory-phase] [--memory-requests N] [--database-url URL] [--session-turns N]
 
 One fake OpenAI-compatible provider (tests/fakes/fake_upstream.py, its own process on
 loopback) answers every mode; a load generator in this process (asyncio, raw keep-alive
@@ -23,6 +23,8 @@ after the other, each server alone on the machine, each measurement warmed up fi
                request is one new user turn; the gateway appends it, builds the context
                from the session's history (which grows over the run), calls the provider
                and appends the answer. The embeddings worker is on, as in production.
+               With --session-turns N a client opens a new session every N requests
+               instead (conversations of 2N turns; the targets are read without it).
     litellm    LiteLLM's proxy (`litellm[proxy]` in its own venv, ops/bench/.litellm-venv,
                created on first use) with ops/bench/litellm_config.yaml, routing the same
                model to the same fake upstream, with the same number of worker processes.
@@ -376,6 +378,7 @@ class Workload:
         stream: bool,
         history: bool,
         session_prefix: str | None = None,
+        session_turns: int = 0,
     ) -> None:
         messages: list[dict[str, str]] = []
         if history:  # a stateless client sends the whole conversation each time
@@ -392,22 +395,31 @@ class Workload:
             + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         ).encode()
         self.session_prefix = session_prefix
+        # 0: one session a client for the whole run (it grows to thousands of turns);
+        # N: a client opens a new session every N requests (conversations of 2N turns).
+        self.session_turns = session_turns
         self.counters: dict[int, int] = {}
-        self._session_headers: dict[int, bytes] = {}
+        self._session_headers: dict[tuple[int, int], bytes] = {}
 
-    def session_id(self, client: int) -> str | None:
-        return None if self.session_prefix is None else f"{self.session_prefix}-{client}"
+    def session_id(self, client: int, conversation: int = 0) -> str | None:
+        if self.session_prefix is None:
+            return None
+        if not self.session_turns:
+            return f"{self.session_prefix}-{client}"
+        return f"{self.session_prefix}-{client}-{conversation}"
 
     def request(self, client: int) -> bytes:
         k = self.counters.get(client, 0) + 1
         self.counters[client] = k
         text = f"message {k} from client {client}: {TOPICS[(client + k) % len(TOPICS)]}"
         body = self.body_prefix + json.dumps(text).encode() + self.body_suffix
-        session = self._session_headers.get(client)
+        key = (client, (k - 1) // self.session_turns if self.session_turns else 0)
+        session = self._session_headers.get(key)
         if session is None:
-            sid = self.session_id(client)
+            sid = self.session_id(*key)
             session = f"X-Session-Id: {sid}\r\n".encode() if sid is not None else b""
-            self._session_headers[client] = session
+            self._session_headers.pop((client, key[1] - 1), None)  # that one is over
+            self._session_headers[key] = session
         return self.head + session + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
@@ -830,6 +842,7 @@ async def gateway_mode(
             stream=args.stream,
             history=mode == "stateless",
             session_prefix="bench-stateful" if mode == "stateful" else None,
+            session_turns=args.session_turns,
         )
         why = await probe(port, workload, args.stream)
         if why is not None:
@@ -1182,6 +1195,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--stream", action="store_true", help="streaming requests (SSE)")
     p.add_argument(
+        "--session-turns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stateful: each client opens a new session every N requests (default 0: one "
+        "session a client for the whole run, which grows to thousands of turns and retrieves "
+        "on every call; the targets are read on that)",
+    )
+    p.add_argument(
         "--modes",
         type=_modes,
         default=list(MODES),
@@ -1261,8 +1283,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("requests", "workers", "memory_requests", "upstream_workers"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0 or args.upstream_latency_ms < 0:
-        p.error("--warmup and --upstream-latency-ms must not be negative")
+    if args.warmup < 0 or args.upstream_latency_ms < 0 or args.session_turns < 0:
+        p.error("--warmup, --upstream-latency-ms and --session-turns must not be negative")
     if "litellm" in args.modes and not args.litellm_config.exists():
         p.error(f"--litellm-config {args.litellm_config} does not exist")
     args.litellm_venv = args.litellm_venv.resolve()
@@ -1324,6 +1346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\n{args.requests} requests per mode and concurrency after {args.warmup} of warm-up, "
         f"{args.workers} worker(s) per gateway, upstream latency {args.upstream_latency_ms:g} ms"
+        + (
+            f", a new stateful session every {args.session_turns} requests"
+            if args.session_turns
+            else ""
+        )
         + (f", LiteLLM {report.litellm_version}" if report.litellm_version else "")
         + f"; {elapsed:.0f}s in all"
     )
@@ -1336,6 +1363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "warmup": args.warmup,
                 "workers": args.workers,
                 "stream": args.stream,
+                "session_turns": args.session_turns,
                 "modes": args.modes,
                 "upstream_latency_ms": args.upstream_latency_ms,
                 "upstream_workers": args.upstream_workers,
