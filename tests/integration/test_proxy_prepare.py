@@ -128,6 +128,7 @@ async def test_a_call_computes_its_query_vector_only_when_its_window_needs_one(
 # Building the app in-process registers its routes, which warns of Litestar 3's coming
 # parameter and dependency markers (pyproject.toml keeps litestar below 3).
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:litestar")
+@pytest.mark.filterwarnings("ignore:Deprecated 'header' parameter:DeprecationWarning")
 async def test_the_served_app_starts_no_vector_for_a_session_that_fits(
     database_url: str, tmp_path: Path
 ) -> None:
