@@ -14,7 +14,6 @@ from adapters.postgres.database import Database
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.providers.http import HttpClient
 from adapters.tokenizers import TiktokenCounter
-from app.main import create_app
 from app.providers import build_providers
 from app.proxy_config import load_proxy_config
 from app.services import proxy
@@ -125,7 +124,7 @@ async def test_a_call_computes_its_query_vector_only_when_its_window_needs_one(
     assert model.texts == ["what did I say in turn 4?", "and in turn 6?"]  # once each
 
 
-# Building the app in-process registers its routes, which warns of Litestar 3's coming
+# Importing and building the app in-process registers its routes, which warns of Litestar 3's coming
 # parameter and dependency markers (pyproject.toml keeps litestar below 3).
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:litestar")
 @pytest.mark.filterwarnings("ignore:Deprecated 'header' parameter:DeprecationWarning")
@@ -134,6 +133,8 @@ async def test_the_served_app_starts_no_vector_for_a_session_that_fits(
 ) -> None:
     """The same with the ports the server runs with (the real embedder, whose model is
     not even loaded for this): nothing is sent to the query thread."""
+    from app.main import create_app  # here: importing the routes warns (see above)
+
     app = create_app(Settings(database_url=database_url, data_dir=tmp_path), database_url)
     ports: proxy.ProxyPorts = app.state.proxy
     embedder = ports.context.embedder
