@@ -115,12 +115,8 @@ async def build_context(ports: ContextPorts, request: ContextRequest) -> Context
             embedding.cancel()
 
 
-def _turns_loaded(request: ContextRequest) -> int:
-    """How many of the newest turns a window reads."""
-    return turns_loaded(request.strategy)
-
-
 def turns_loaded(strategy: str) -> int:
+    """How many of the newest turns a window of `strategy` reads."""
     return FULL_TURNS_CAP if strategy == "full" else RECENT_TURNS
 
 
@@ -138,7 +134,7 @@ async def _build(
     embedding: asyncio.Task[Sequence[float]] | None,
 ) -> ContextWindow:
     reader = ports.reader
-    limit = _turns_loaded(request)
+    limit = turns_loaded(request.strategy)
     with_summary = request.strategy in ("summary", "hybrid")
     given = request.facts
     # Built while its turn is stored, from facts just read: turns stored since are that
