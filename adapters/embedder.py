@@ -220,9 +220,9 @@ class AsyncEmbedder:
         # stores, which the embeddings worker then embeds: when the call's window
         # computed a vector (a session longer than a window loads), the worker takes it
         # from here (or waits for it, still being computed) instead: half the model's
-        # work in a long conversation. A vector is a pure function of its text, so this holds
-        # nothing a tenant could not compute; float32 arrays, ~1.5 kB each, the oldest
-        # dropped past `remember`.
+        # work in a long conversation. A vector is a pure function of its text, so this
+        # holds nothing a tenant could not compute; float32 arrays, ~1.5 kB each, the
+        # oldest dropped past `remember`.
         self.remember = remember
         self.reused = 0  # batch texts served from the remembered query vectors
         self._recent: OrderedDict[str, array[float]] = OrderedDict()
