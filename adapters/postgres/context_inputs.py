@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from adapters.postgres import search
@@ -152,6 +153,9 @@ class PostgresContextReader:
 
         return await self.tails.newest(tenant_id, session_id, limit, fetch, known_count)
 
+    def _hnsw_connection(self) -> AbstractAsyncContextManager[Connection]:
+        return self.db.connection(search.HNSW_CANDIDATES_SETTINGS)
+
     def known_turn_count(self, tenant_id: str, session_id: str) -> int | None:
         return self.tails.newest_seq(tenant_id, session_id)
 
@@ -180,6 +184,7 @@ class PostgresContextReader:
                 conn, tenant_id, session_id, query_embedding, query_text, before_version,
                 self.k_vector, self.k_text, user_scope=user_id,
                 common_terms=await self.common_terms.get(conn), sizes=sizes,
+                hnsw_connection=self._hnsw_connection,
             )  # fmt: skip
         out = []
         for c in found:

@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type hints
+# Session settings that a pool's connections carry from their start (see
+# Database.connection): name and value pairs.
+SessionSettings = tuple[tuple[str, str], ...]
 
 
 def async_url(url: str) -> str:
@@ -103,7 +106,13 @@ async def _keep_session(conn: Connection) -> None:
 
 
 class Database:
-    """A lazily created asyncpg pool. `connection()` and `transaction()` lend from it."""
+    """A lazily created asyncpg pool. `connection()` and `transaction()` lend from it.
+
+    `connection(settings)` lends from a second pool, created on first use, whose
+    connections start with those session settings: a statement that needs settings of its
+    own (the HNSW search's plan) then runs in one round trip, where SET LOCAL took a
+    transaction around it (BEGIN, SET, the statement, COMMIT: four). Nothing else runs
+    on such a connection, so the settings reach no other statement."""
 
     def __init__(
         self, url: str, *, pool_size: int = 10, max_overflow: int = 10, role: str | None = None
@@ -114,21 +123,29 @@ class Database:
         self.min_size = min(2, pool_size)
         self.max_size = pool_size + max_overflow
         self._pool: Any = None
+        self._scoped: dict[SessionSettings, Any] = {}  # the pools of connection(settings)
         self._lock = asyncio.Lock()
 
-    async def pool(self) -> Any:
-        if self._pool is None:
+    async def pool(self, settings: SessionSettings = ()) -> Any:
+        pool = self._scoped.get(settings) if settings else self._pool
+        if pool is None:
             async with self._lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
+                pool = self._scoped.get(settings) if settings else self._pool
+                if pool is None:
+                    pool = await asyncpg.create_pool(
                         self.url,
-                        min_size=self.min_size,
+                        # A settings pool serves one kind of statement: it starts empty.
+                        min_size=0 if settings else self.min_size,
                         max_size=self.max_size,
                         init=_init_connection,
                         reset=_keep_session,
-                        server_settings=self._server_settings(),
+                        server_settings={**self._server_settings(), **dict(settings)},
                     )
-        return self._pool
+                    if settings:
+                        self._scoped[settings] = pool
+                    else:
+                        self._pool = pool
+        return pool
 
     def _server_settings(self) -> dict[str, str]:
         settings = {"application_name": "contextgate", "jit": "off"}
@@ -137,9 +154,10 @@ class Database:
         return settings
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection, outside any transaction."""
-        pool = self._pool if self._pool is not None else await self.pool()
+    async def connection(self, settings: SessionSettings = ()) -> AsyncIterator[Connection]:
+        """A pooled connection, outside any transaction; with `settings`, one of the pool
+        whose connections carry them (see the class's docstring)."""
+        pool = (self._scoped.get(settings) if settings else self._pool) or await self.pool(settings)
         async with pool.acquire() as conn:
             yield conn
 
@@ -150,6 +168,8 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
+        pools = [*self._scoped.values(), *([self._pool] if self._pool is not None else [])]
+        self._pool = None
+        self._scoped = {}
+        for pool in pools:
             await pool.close()

@@ -5,6 +5,7 @@ filters. A benchmark (opt-in: CONTEXTGATE_SEARCH_BENCH=1, run with -s) loads ses
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from adapters.embedder import AsyncEmbedder, SentenceTransformerEmbedder
 from adapters.postgres import search
+from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.search import HistoryFilter, search_history, session_candidates
 from adapters.postgres.session_repository import PostgresSessions
@@ -252,6 +254,65 @@ async def test_the_hnsw_plan_agrees_with_the_exact_plan(
             await search._fetch(conn, "SELECT 1 / $1::int", [0], "hnsw")
         assert not conn.is_in_transaction()
         assert await conn.fetchval("SHOW hnsw.ef_search") == "40"  # pgvector's default
+
+
+async def test_the_hnsw_plan_runs_in_one_round_trip_on_a_pool_of_its_own(
+    corpus: Corpus, raw_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader runs the HNSW plan on connections that carry its settings from their
+    start (no transaction, no SET): the same rows as under SET LOCAL, a generic plan,
+    and the main pool's connections keep PostgreSQL's defaults."""
+    monkeypatch.setattr(search, "EXACT_LIMIT", 0)
+    question = "Who is looking after my pet?"
+    vector = await corpus.embedder.embed_query(question)
+    settings = search.HNSW_CANDIDATES_SETTINGS
+
+    def own_pool() -> Any:
+        return corpus.db.connection(settings)
+
+    def key(found: list[search.Candidate]) -> list[tuple[Any, ...]]:
+        return [(c.session_id, c.seq, c.vector_rank, c.text_rank, c.partner) for c in found]
+
+    for user in (None, "ada"):
+        under_set_local = await candidates(corpus, question, user_scope=user)
+        async with corpus.db.connection() as conn:
+            pooled = await session_candidates(
+                conn, "acme", "trip", vector, question, RECENT, user_scope=user,
+                hnsw_connection=own_pool,
+            )  # fmt: skip
+        assert key(pooled) == key(under_set_local) and pooled
+    # Through the context engine's reader, as the proxy calls it.
+    reader = PostgresContextReader(corpus.db)
+    read = await reader.candidates(
+        "acme", "trip", query_embedding=vector, query_text=question,
+        before_version=RECENT, user_id=None, session_turns=len(TRIP),
+    )  # fmt: skip
+    assert [(c.turn.seq, c.vector_rank) for c in read][:2] == [
+        (c.seq, c.vector_rank) for c in under_set_local
+    ][:2]
+    async with own_pool() as conn:
+        assert not conn.is_in_transaction()
+        for name, value in settings:
+            assert await conn.fetchval(f"SHOW {name}") == value
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            search._CANDIDATES[(False, "hnsw")],
+        )
+        assert plans["generic_plans"] >= 2 and plans["custom_plans"] == 0
+    async with corpus.db.connection() as conn:
+        assert await conn.fetchval("SHOW enable_sort") == "on"
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        assert await conn.fetchval("SHOW hnsw.ef_search") == "40"
+    # dispose() closes that pool as well as the main one.
+    count = """SELECT count(*) FROM pg_stat_activity
+        WHERE application_name = 'contextgate' AND datname = current_database()"""
+    assert await raw_conn.fetchval(count) >= 2
+    await corpus.db.dispose()
+    for _ in range(100):  # a backend exits just after its socket closes
+        if await raw_conn.fetchval(count) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await raw_conn.fetchval(count) == 0
 
 
 @pytest.mark.parametrize("plan", ["exact", "hnsw"])
