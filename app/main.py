@@ -40,6 +40,7 @@ from app.providers import build_providers
 from app.proxy_config import load_proxy_config
 from app.services.cache import CachePorts, purge_expired
 from app.services.context import ContextPorts
+from app.services.load import CallLoad, default_busy_at
 from app.services.proxy import ProxyPorts
 from app.settings import Settings
 from app.workers.embeddings import EmbeddingsWorker
@@ -74,11 +75,15 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     sessions = PostgresSessions(db, on_append=notifier.notify)
     counter = TiktokenCounter(settings.tokenizer)
     embedder = build_embedder(settings)
+    busy_at = settings.embed_yield_calls
+    load = CallLoad(default_busy_at() if busy_at is None else busy_at)
     embeddings = EmbeddingsWorker(
         db,
         embedder,
         embed_stateless=settings.embed_stateless,
         linger=settings.embed_linger_ms / 1000,
+        yield_to=load.busy,
+        max_defer=settings.embed_max_defer_s,
     )
     usage = UsageWorker(db)
     context_ports = ContextPorts(PostgresContextReader(db), counter, sessions.events, embedder)
@@ -113,6 +118,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         events=sessions.events,
         context=context_ports,
         counter=counter,
+        load=load,
     )
 
     @asynccontextmanager

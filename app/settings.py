@@ -50,6 +50,12 @@ class Settings:
     # The embeddings worker, woken by new turns, waits this long so the next calls' turns
     # join its batch (less model CPU a turn, one transaction); 0 embeds at once.
     embed_linger_ms: int = 200
+    # The embeddings worker waits while this many proxy calls or more are at work in the
+    # process (not waiting on providers): the CPU is then the bottleneck and the calls go
+    # first (see app/services/load.py). None: twice the CPUs; 0: it never waits. Under
+    # such a load it still embeds a batch every embed_max_defer_s.
+    embed_yield_calls: int | None = None
+    embed_max_defer_s: int = 10
     # Scheduled jobs (one replica runs them: the holder of a PostgreSQL advisory lock).
     jobs: bool = True
     leader_every_s: int = 5  # how often a follower tries to take over a dead leader's jobs
@@ -84,7 +90,7 @@ EMBEDDER_RUNTIMES = ("onnx", "onnx-int8", "torch")
 _INT_FIELDS = {
     "port", "workers", "max_body_bytes", "db_pool_size", "summarize_every_s", "compact_every_s",
     "idle_after_s", "keep_recent_turns", "summarize_after", "summary_max_tokens",
-    "leader_every_s", "embed_linger_ms",
+    "leader_every_s", "embed_linger_ms", "embed_yield_calls", "embed_max_defer_s",
 }  # fmt: skip
 _BOOL_FIELDS = {"jobs", "embed_stateless", "query_int8"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -131,6 +137,14 @@ def validate(s: Settings) -> Settings:
     if not 0 <= s.embed_linger_ms <= 10_000:
         raise SettingsError(
             f"embed_linger_ms must be between 0 and 10000 (milliseconds), got {s.embed_linger_ms}"
+        )
+    if s.embed_yield_calls is not None and s.embed_yield_calls < 0:
+        raise SettingsError(
+            f"embed_yield_calls must be 0 (never wait) or more, got {s.embed_yield_calls}"
+        )
+    if not 1 <= s.embed_max_defer_s <= 3600:
+        raise SettingsError(
+            f"embed_max_defer_s must be between 1 and 3600 (seconds), got {s.embed_max_defer_s}"
         )
     if s.keep_recent_turns < 0 or s.summarize_after < 1:
         raise SettingsError("keep_recent_turns must be >= 0 and summarize_after >= 1")

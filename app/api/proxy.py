@@ -179,6 +179,13 @@ STAGES = ("prepare", "window", "provider", "record")
 
 async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[Any]:
     ports: proxy.ProxyPorts = request.app.state.proxy
+    with ports.load.work():  # this process's work, not the provider's waits (see load.py)
+        return await _serve(request, dialect, ports)
+
+
+async def _serve(
+    request: Request[Any, Any, Any], dialect: Dialect, ports: proxy.ProxyPorts
+) -> Response[Any]:
     call: proxy.Call | None = None
     try:
         principal = await authenticate(request)
@@ -204,9 +211,11 @@ async def serve(request: Request[Any, Any, Any], dialect: Dialect) -> Response[A
             if "no-store" in control:
                 probe = None
         if chat.stream:
-            return await _stream(ports, dialect, call, caches, probe)
+            with ports.load.waiting():
+                return await _stream(ports, dialect, call, caches, probe)
         provider_started = ports.clock()
-        response, deployment = await proxy.complete(ports, call)
+        with ports.load.waiting():
+            response, deployment = await proxy.complete(ports, call)
         call.timings["provider"] = (ports.clock() - provider_started) * 1000
         if _record_after(call):
             _record_later(ports, call, response, deployment)

@@ -100,6 +100,13 @@ def _page_params(request: Request[Any, Any, Any]) -> tuple[int, svc.Order, str |
 
 async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
     ports: proxy.ProxyPorts = request.app.state.proxy
+    with ports.load.work():  # this process's work, not the provider's waits (see load.py)
+        return await _create_response(request, ports)
+
+
+async def _create_response(
+    request: Request[Any, Any, Any], ports: proxy.ProxyPorts
+) -> Response[Any]:
     started: svc.Started | None = None
     try:
         principal = await authenticate(request)
@@ -121,8 +128,10 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
                 return Stream(_replay(started, call.replay), media_type=SSE, headers=headers)
             return _json(_render(started, call.replay), headers)
         if parsed.chat.stream:
-            return await _stream(ports, started, headers)
-        answer, deployment = await proxy.complete(ports, call)
+            with ports.load.waiting():
+                return await _stream(ports, started, headers)
+        with ports.load.waiting():
+            answer, deployment = await proxy.complete(ports, call)
         answer = replace(answer, id=started.response_id, created=started.created_at)
         await proxy.record(ports, call, answer, deployment)
         return _json(_render(started, answer), headers)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from app.proxy_config import ProxyConfig
 from app.services.context import ContextPorts, ContextRequest, build_context, may_retrieve
+from app.services.load import CallLoad
 from domain.context.inputs import Turn
 from domain.context.ports import SessionFacts
 from domain.context.render import openai_name, openai_turns, plain_conversation, preamble
@@ -92,6 +93,8 @@ class ProxyPorts:
     counter: TokenCounter
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
+    # The calls at work in this process (the embeddings worker gives way when busy).
+    load: CallLoad = field(default_factory=lambda: CallLoad(0))
 
 
 @dataclass(frozen=True)

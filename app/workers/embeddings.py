@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,6 +109,7 @@ LAG = f"""SELECT
         ORDER BY transaction_id, global_position LIMIT 1) AS seconds"""
 
 TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
+DEFER_CHECK_S = 0.05  # how often a worker that gives way looks at the load again
 
 # A young turn_embeddings table is analyzed by the worker itself. Retrieval reads its
 # statistics: the table's size (which vector plan is cheaper) and the most common terms
@@ -158,6 +159,8 @@ class EmbeddingsWorker:
         channel: str = CHANNEL,
         embed_stateless: bool = False,
         linger: float = 0.0,
+        yield_to: Callable[[], bool] | None = None,
+        max_defer: float = 10.0,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -174,6 +177,14 @@ class EmbeddingsWorker:
         # when behind (the last read filled a batch): then it reads on at once. Turns
         # this new are in every window's recent turns anyway, not yet retrieval's.
         self.linger = linger
+        # While `yield_to()` says the process is busy (app/services/load.CallLoad), the
+        # worker waits between batches, but embeds one at least every `max_defer`
+        # seconds. Turns that wait are in every window's recent turns for a while, and
+        # under such a load the worker fell behind regardless.
+        self.yield_to = yield_to
+        self.max_defer = max_defer
+        self.deferrals = 0  # batches that waited for the load to drop (for metrics)
+        self._last_batch = time.monotonic()
         self._behind = False
         self.poll_interval = poll_interval
         self.lag_log_interval = lag_log_interval
@@ -230,7 +241,7 @@ class EmbeddingsWorker:
                             log.info("this replica now runs the embeddings projection")
                     if self._leader:
                         self._wake.clear()  # a notification from now on means run again
-                        self._behind = await self._catch_up(conn) >= self.batch_size
+                        self._behind = await self._catch_up(conn, yielding=True) >= self.batch_size
                         await self._maybe_analyze(conn)
                         await self._log_lag(conn)
                 backoff = 1.0
@@ -302,7 +313,7 @@ class EmbeddingsWorker:
         async with self._conn_lock:
             return await self._catch_up(await self._connection())
 
-    async def _catch_up(self, conn: Any) -> int:
+    async def _catch_up(self, conn: Any, *, yielding: bool = False) -> int:
         embedded = 0
         checkpoint = await _read_checkpoint(conn)
         while not self._stopping:
@@ -319,8 +330,13 @@ class EmbeddingsWorker:
                 break
             try:
                 for last, messages in _batches(rows, self.batch_size):
+                    if yielding and messages:
+                        await self._give_way()
+                        if self._stopping:
+                            break
                     target = Checkpoint(last["transaction_id"], last["global_position"])
                     await self._apply(conn, checkpoint, target, messages)
+                    self._last_batch = time.monotonic()
                     embedded += len(messages)
                     checkpoint = target
             except _Moved:
@@ -332,6 +348,16 @@ class EmbeddingsWorker:
         self.embedded += embedded
         self._since_analyze += embedded
         return embedded
+
+    async def _give_way(self) -> None:
+        """Wait while the process is busy, up to `max_defer` since the last batch."""
+        if self.yield_to is None or not self.yield_to():
+            return
+        self.deferrals += 1
+        while not self._stopping and self.yield_to():
+            if time.monotonic() - self._last_batch >= self.max_defer:
+                return
+            await self._pause(DEFER_CHECK_S)
 
     async def _maybe_analyze(self, conn: Any) -> None:
         """ANALYZE a young table that grew enough since its last statistics (see

@@ -530,3 +530,53 @@ async def test_stateless_calls_are_embedded_only_when_asked(
     await everything.rebuild()
     assert await drain(everything) == 2
     assert sorted(r["session_id"] for r in await rows(raw_conn)) == ["call_0123abcd", "callback"]
+
+
+async def test_the_worker_gives_way_to_a_busy_gateway_but_not_forever(
+    db: Database, raw_conn: asyncpg.Connection, embedder: AsyncEmbedder
+) -> None:
+    """While `yield_to` says the process is busy the worker embeds nothing; once the load
+    drops it catches up at once; and under a load that stays it still embeds a batch
+    every `max_defer` seconds."""
+    busy = True
+    w = EmbeddingsWorker(
+        db, embedder, poll_interval=0.1, yield_to=lambda: busy, max_defer=30.0, batch_size=2
+    )
+    repo = PostgresSessions(db)
+    await open_session(repo, "queue")
+    await say(repo, "queue", ("user", "Is the gateway busy?"), ("assistant", "Very."))
+    w.start()
+    try:
+        await eventually(lambda: _deferred(w))
+        await asyncio.sleep(0.5)
+        assert await rows(raw_conn) == [] and w.embedded == 0
+        busy = False  # the load drops
+
+        async def embedded(n: int) -> bool:
+            return len(await rows(raw_conn)) == n
+
+        await eventually(lambda: embedded(2), within=20.0)
+    finally:
+        await w.stop()
+
+    # A load that does not drop: one batch (two turns here) per max_defer.
+    busy = True
+    w = EmbeddingsWorker(
+        db, embedder, poll_interval=0.1, yield_to=lambda: busy, max_defer=1.0, batch_size=2
+    )
+    await say(repo, "queue", *[("user", f"Still busy {i}?") for i in range(4)])
+    started = time.monotonic()
+    w.start()
+    try:
+        await eventually(lambda: embedded(4), within=20.0)
+        first = time.monotonic() - started
+        await eventually(lambda: embedded(6), within=20.0)
+        second = time.monotonic() - started
+    finally:
+        await w.stop()
+    assert first >= 0.9 and second - first >= 0.9  # each batch waited out max_defer
+    assert w.deferrals >= 2
+
+
+async def _deferred(w: EmbeddingsWorker) -> bool:
+    return w.deferrals > 0

@@ -54,8 +54,19 @@ def test_torch_runtime_has_no_onnx_copy(tmp_path: Path) -> None:
         ({"CONTEXTGATE_QUERY_INT8": "maybe"}, "query_int8 must be true or false"),
         ({"CONTEXTGATE_EMBED_LINGER_MS": "-1"}, "embed_linger_ms must be between 0 and 10000"),
         ({"CONTEXTGATE_EMBED_LINGER_MS": "0.5"}, "embed_linger_ms"),
+        ({"CONTEXTGATE_EMBED_YIELD_CALLS": "-1"}, r"embed_yield_calls must be 0 \(never wait\)"),
+        ({"CONTEXTGATE_EMBED_YIELD_CALLS": "many"}, "embed_yield_calls must be an integer"),
+        ({"CONTEXTGATE_EMBED_MAX_DEFER_S": "0"}, "embed_max_defer_s must be between 1 and 3600"),
     ],
 )
 def test_bad_embedder_settings_say_what_to_write(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load(env=env)
+
+
+def test_the_worker_gives_way_at_twice_the_cpus_unless_told(tmp_path: Path) -> None:
+    assert load(env={}).embed_yield_calls is None  # twice the CPUs (app/services/load.py)
+    settings = load(
+        env={"CONTEXTGATE_EMBED_YIELD_CALLS": "0", "CONTEXTGATE_EMBED_MAX_DEFER_S": "5"}
+    )
+    assert (settings.embed_yield_calls, settings.embed_max_defer_s) == (0, 5)
