@@ -139,7 +139,10 @@ _EXPORTING = threading.Lock()
 
 class OnnxEmbedder:
     """Synchronous, like SentenceTransformerEmbedder, with which it is interchangeable
-    (see AsyncEmbedder): `load()` once, then `embed(texts)` from one thread at a time."""
+    (see AsyncEmbedder): `load()` once, then `embed(texts)`, from several threads at
+    once if need be: ONNX Runtime runs one session from many threads, and the fast
+    tokenizer, which is not re-entrant ("Already borrowed"), takes its turn under a lock
+    (~0.1 ms of a ~3 ms query)."""
 
     dimensions = DIMENSIONS
 
@@ -154,6 +157,7 @@ class OnnxEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._tokenizing = threading.Lock()
 
     def load(self) -> None:
         if self._session is not None:
@@ -206,7 +210,8 @@ class OnnxEmbedder:
         self.load()
         import numpy as np
 
-        encodings = self._tokenizer.encode_batch(list(texts))
+        with self._tokenizing:
+            encodings = self._tokenizer.encode_batch(list(texts))
         width = max(len(e.ids) for e in encodings)
         feed = {name: np.zeros((len(encodings), width), dtype=np.int64) for name in INPUTS}
         for row, e in enumerate(encodings):

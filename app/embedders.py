@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from adapters.embedder import (
     AsyncEmbedder,
     FallbackEmbedder,
@@ -41,11 +43,21 @@ def query_embedder(settings: Settings) -> FallbackEmbedder:
     return model(settings, threads=1, int8=settings.query_int8)
 
 
+def query_threads(settings: Settings) -> int:
+    """How many query vectors are computed at once: the setting, else one a CPU, at most
+    4 (see AsyncEmbedder)."""
+    return settings.query_threads or min(4, os.cpu_count() or 1)
+
+
 def build_embedder(settings: Settings, *, batches: bool = True) -> AsyncEmbedder:
     """With `batches` (the embeddings worker runs here), a second copy of the model
     (~90 MB) for queries: a query never queues behind a batch (p50 107 ms behind a busy
-    worker). Without, one query model serves both."""
+    worker). Without, one query model serves both, on one thread."""
     queries = query_embedder(settings)
     if not batches:
         return AsyncEmbedder(queries)
-    return AsyncEmbedder(model(settings, threads=default_threads()), query_embedder=queries)
+    return AsyncEmbedder(
+        model(settings, threads=default_threads()),
+        query_embedder=queries,
+        query_threads=query_threads(settings),
+    )

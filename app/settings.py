@@ -44,6 +44,9 @@ class Settings:
     # the ONNX export: 3 ms instead of 7.4 for one short text. Stored vectors stay fp32;
     # LoCoMo recall at 2048 tokens 81.0% with int8 queries, 81.3% with fp32 ones.
     query_int8: bool = True
+    # Query vectors computed at once, each on one core (under load they queue for the
+    # model). None: as many as CPUs, at most 4.
+    query_threads: int | None = None
     model_cache_dir: Path | None = None  # default: data_dir/models
     # Embed stateless proxy calls too (each repeats the client's whole conversation).
     embed_stateless: bool = False
@@ -91,6 +94,7 @@ _INT_FIELDS = {
     "port", "workers", "max_body_bytes", "db_pool_size", "summarize_every_s", "compact_every_s",
     "idle_after_s", "keep_recent_turns", "summarize_after", "summary_max_tokens",
     "leader_every_s", "embed_linger_ms", "embed_yield_calls", "embed_max_defer_s",
+    "query_threads",
 }  # fmt: skip
 _BOOL_FIELDS = {"jobs", "embed_stateless", "query_int8"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -142,6 +146,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError(
             f"embed_yield_calls must be 0 (never wait) or more, got {s.embed_yield_calls}"
         )
+    if s.query_threads is not None and not 1 <= s.query_threads <= 64:
+        raise SettingsError(f"query_threads must be between 1 and 64, got {s.query_threads}")
     if not 1 <= s.embed_max_defer_s <= 3600:
         raise SettingsError(
             f"embed_max_defer_s must be between 1 and 3600 (seconds), got {s.embed_max_defer_s}"

@@ -166,3 +166,20 @@ def test_int8_queries_stay_close_to_the_fp32_vectors(
     again = OnnxEmbedder(None, tmp_path, int8=True)
     assert dot(again.embed([TEXTS[0]])[0], queries.embed([TEXTS[0]])[0]) > 0.99999
     assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
+def test_one_model_serves_several_query_threads_at_once(
+    tmp_path: Path, torch_model: SentenceTransformerEmbedder
+) -> None:
+    """`serve` computes query vectors on several threads: one ONNX session runs them at
+    once (its tokenizer takes turns) and torch, the fallback, takes its calls one at a
+    time; either way each text gets its own vector, the same as alone."""
+    onnx = OnnxEmbedder(None, tmp_path)
+    onnx.load()
+    texts = [f"{text} ({i})" for i in range(6) for text in TEXTS]
+    for model in (onnx, torch_model):
+        alone = [model.embed([t])[0] for t in texts]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda t, m=model: m.embed([t])[0], texts))
+        for text, a, b in zip(texts, alone, together, strict=True):  # none mixed up
+            assert dot(a, b) > 0.99999, text[:40]

@@ -83,3 +83,35 @@ async def test_callers_of_one_text_share_its_vector_and_a_failure_is_not_remembe
         await failing.embed_query("hi")
     assert broken.texts == ["hi", "hi"]  # once for the two callers, once when asked again
     assert failing._pending == {}
+
+
+async def test_queries_run_on_as_many_threads_as_asked() -> None:
+    """Distinct queries at once use every query thread (the model allows it); texts
+    asked twice still share one computation."""
+
+    class Counting(Slow):
+        def __init__(self) -> None:
+            super().__init__(0.2)
+            self.now = self.most = 0
+            self.guard = threading.Lock()
+
+        def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            with self.guard:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                return super().embed(texts)
+            finally:
+                with self.guard:
+                    self.now -= 1
+
+    for threads in (1, 3):
+        query = Counting()
+        model = AsyncEmbedder(Slow(0), query_embedder=query, query_threads=threads)
+        try:
+            texts = ["a", "bb", "ccc", "a"]
+            vectors = await asyncio.gather(*(model.embed_query(t) for t in texts))
+            assert vectors == [[1.0], [2.0], [3.0], [1.0]]
+            assert query.most == threads and sorted(query.texts) == ["a", "bb", "ccc"]
+        finally:
+            model.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from adapters.embedder import FallbackEmbedder
 from adapters.onnx_embedder import OnnxEmbedder
 from app import embedders
+from app.embedders import query_threads
 from app.settings import SettingsError, load
 
 
@@ -57,6 +59,7 @@ def test_torch_runtime_has_no_onnx_copy(tmp_path: Path) -> None:
         ({"CONTEXTGATE_EMBED_YIELD_CALLS": "-1"}, r"embed_yield_calls must be 0 \(never wait\)"),
         ({"CONTEXTGATE_EMBED_YIELD_CALLS": "many"}, "embed_yield_calls must be an integer"),
         ({"CONTEXTGATE_EMBED_MAX_DEFER_S": "0"}, "embed_max_defer_s must be between 1 and 3600"),
+        ({"CONTEXTGATE_QUERY_THREADS": "0"}, "query_threads must be between 1 and 64"),
     ],
 )
 def test_bad_embedder_settings_say_what_to_write(env: dict[str, str], message: str) -> None:
@@ -70,3 +73,9 @@ def test_the_worker_gives_way_at_twice_the_cpus_unless_told(tmp_path: Path) -> N
         env={"CONTEXTGATE_EMBED_YIELD_CALLS": "0", "CONTEXTGATE_EMBED_MAX_DEFER_S": "5"}
     )
     assert (settings.embed_yield_calls, settings.embed_max_defer_s) == (0, 5)
+
+
+def test_query_threads_follow_the_cpus_unless_told() -> None:
+    threads = query_threads(load(env={}))
+    assert threads == min(4, os.cpu_count() or 1)
+    assert query_threads(load(env={"CONTEXTGATE_QUERY_THREADS": "3"})) == 3
