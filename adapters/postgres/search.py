@@ -134,32 +134,36 @@ def vector_literal(embedding: Sequence[float]) -> str:
 # ranks by distance itself), and never sort the scope's rows instead of using the
 # index's order (enable_sort also covers the small sorts of a few rows elsewhere in the
 # statement: they stay, being the only way).
-_HNSW_SETTINGS = f"""SET LOCAL hnsw.iterative_scan = relaxed_order;
-    SET LOCAL hnsw.ef_search = {EF_SEARCH}; SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES};
-    SET LOCAL enable_sort = off"""
+HNSW_SETTINGS: SessionSettings = (
+    ("hnsw.iterative_scan", "relaxed_order"),
+    ("hnsw.ef_search", str(EF_SEARCH)),
+    ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES)),
+    ("enable_sort", "off"),
+)
 # The context engine's candidates statement under those settings has one shape whatever
 # its parameters: the HNSW scan (nothing else avoids a sort), then each hit's rows by
 # their keys. PostgreSQL still planned it afresh at every call (a custom plan: its
 # estimate for the generic one is worse), ~0.4 ms of 1.9; the generic plan returns the
 # same rows (checked over 200 query vectors). Not for the history search, whose filters
 # make estimates matter.
-_GENERIC_PLAN = "; SET LOCAL plan_cache_mode = force_generic_plan"
-_RESET_SETTINGS = """SET LOCAL hnsw.iterative_scan TO DEFAULT; SET LOCAL hnsw.ef_search TO DEFAULT;
-    SET LOCAL hnsw.max_scan_tuples TO DEFAULT; SET LOCAL enable_sort TO DEFAULT;
-    SET LOCAL plan_cache_mode TO DEFAULT"""
-_HNSW_SETTINGS_GENERIC = _HNSW_SETTINGS + _GENERIC_PLAN
-# The same settings (generic plan included) as the session settings of a pool that runs
-# the candidates statement's HNSW plan and nothing else (Database.connection(settings)):
-# one round trip instead of four. Measured alone on a 40,000-turn session, one query
-# vector: 0.78 ms against 1.13-1.23 under SET LOCAL (a SQL function with SET clauses:
-# 0.86).
+# These are also the session settings of a pool that runs the candidates statement's
+# HNSW plan and nothing else (Database.connection(settings)): one round trip instead of
+# four (BEGIN, SET LOCAL, the statement, COMMIT). Measured alone on a 40,000-turn
+# session, one query vector: 0.78 ms against 1.13-1.23 under SET LOCAL (a SQL function
+# with SET clauses: 0.86).
 HNSW_CANDIDATES_SETTINGS: SessionSettings = (
-    ("hnsw.iterative_scan", "relaxed_order"),
-    ("hnsw.ef_search", str(EF_SEARCH)),
-    ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES)),
-    ("enable_sort", "off"),
+    *HNSW_SETTINGS,
     ("plan_cache_mode", "force_generic_plan"),
 )
+
+
+def _set_local(settings: SessionSettings) -> str:
+    return "; ".join(f"SET LOCAL {name} = {value}" for name, value in settings)
+
+
+_HNSW_SETTINGS = _set_local(HNSW_SETTINGS)
+_HNSW_SETTINGS_GENERIC = _set_local(HNSW_CANDIDATES_SETTINGS)
+_RESET_SETTINGS = "; ".join(f"SET LOCAL {name} TO DEFAULT" for name, _ in HNSW_CANDIDATES_SETTINGS)
 
 
 def _order(exact: bool, vector_param: str) -> str:
