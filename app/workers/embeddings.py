@@ -351,12 +351,15 @@ class EmbeddingsWorker:
 
     async def _give_way(self) -> None:
         """Wait while the process is busy, up to `max_defer` since the last batch."""
-        if self.yield_to is None or not self.yield_to():
+        if self.yield_to is None:
             return
-        self.deferrals += 1
+        waiting = False
         while not self._stopping and self.yield_to():
             if time.monotonic() - self._last_batch >= self.max_defer:
                 return
+            if not waiting:  # counted once a batch does wait
+                waiting = True
+                self.deferrals += 1
             await self._pause(DEFER_CHECK_S)
 
     async def _maybe_analyze(self, conn: Any) -> None:
