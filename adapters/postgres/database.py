@@ -126,11 +126,14 @@ class Database:
         self._scoped: dict[SessionSettings, Any] = {}  # the pools of connection(settings)
         self._lock = asyncio.Lock()
 
+    def _existing(self, settings: SessionSettings) -> Any:
+        return self._scoped.get(settings) if settings else self._pool
+
     async def pool(self, settings: SessionSettings = ()) -> Any:
-        pool = self._scoped.get(settings) if settings else self._pool
+        pool = self._existing(settings)
         if pool is None:
             async with self._lock:
-                pool = self._scoped.get(settings) if settings else self._pool
+                pool = self._existing(settings)
                 if pool is None:
                     pool = await asyncpg.create_pool(
                         self.url,
@@ -157,7 +160,7 @@ class Database:
     async def connection(self, settings: SessionSettings = ()) -> AsyncIterator[Connection]:
         """A pooled connection, outside any transaction; with `settings`, one of the pool
         whose connections carry them (see the class's docstring)."""
-        pool = (self._scoped.get(settings) if settings else self._pool) or await self.pool(settings)
+        pool = self._existing(settings) or await self.pool(settings)
         async with pool.acquire() as conn:
             yield conn
 
