@@ -22,27 +22,38 @@ GENESIS_HASH = bytes(32)
 
 def normalize_json(value: Any, path: str = "$") -> Any:
     """Return `value` as jsonb will give it back; raise ValidationError for what jsonb refuses."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError(f"{path} contains a NUL character, which cannot be stored", path)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError(f"{path} contains an unpaired surrogate", path) from None
+    kind = type(value)
+    if kind is str:
+        return _checked_str(value, path)
+    if value is None or kind is int or kind is bool:
         return value
-    if isinstance(value, bool) or value is None or isinstance(value, int):
+    if kind is dict:
+        # Events are mostly flat dicts of strings and numbers: those are checked here,
+        # without a call and a path string a value (the path is spelled on error only).
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{path} has a non-string key", path)
+            _checked_str(k, path)
+            t = type(v)
+            if t is str:  # ASCII without NUL (checked in C) is all jsonb-safe
+                plain = v.isascii() and "\x00" not in v
+                out[k] = v if plain else _checked_str(v, f"{path}.{k}")
+            elif v is None or t is int or t is bool:
+                out[k] = v
+            else:
+                out[k] = normalize_json(v, f"{path}.{k}")
+        return out
+    if isinstance(value, str):  # a str subclass (json writes its text)
+        return _checked_str(value, path)
+    if isinstance(value, int):  # bools too
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValidationError(f"{path} is not a finite number", path)
         return int(value) if value.is_integer() else value
     if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValidationError(f"{path} has a non-string key", path)
-            out[normalize_json(k, path)] = normalize_json(v, f"{path}.{k}")
-        return out
+        return normalize_json(dict(value), path)
     if isinstance(value, list | tuple):
         if all(type(v) is int for v in value):  # positions, counts: nothing to check
             return list(value)  # (not bools: type(True) is bool)
@@ -50,10 +61,27 @@ def normalize_json(value: Any, path: str = "$") -> Any:
     raise ValidationError(f"{path} has a value of type {type(value).__name__}", path)
 
 
+def _checked_str(value: str, path: str) -> str:
+    if "\x00" in value:
+        raise ValidationError(f"{path} contains a NUL character, which cannot be stored", path)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{path} contains an unpaired surrogate", path) from None
+    return value
+
+
+# One encoder for every canonical encoding: json.dumps with these options built a new
+# JSONEncoder a call. No circular check: normalize_json's output is a fresh tree.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    check_circular=False,
+)  # fmt: skip
+
+
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def format_time(ts: datetime) -> str:
