@@ -29,15 +29,29 @@ class DomainEvent:
         every byte stored is written to the WAL, the log and the hash, forever.
         Shallow: nested values are copied (and checked) by normalize_json on append."""
         data: JsonDict = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.default is not dataclasses.MISSING:
-                if value == f.default:
+        for name, default, factory in _defaults(type(self)):
+            value = getattr(self, name)
+            if default is not dataclasses.MISSING:
+                if value == default:
                     continue
-            elif f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+            elif factory is not dataclasses.MISSING and value == factory():
                 continue
-            data[f.name] = value
+            data[name] = value
         return data
+
+
+_Defaults = tuple[tuple[str, Any, Any], ...]
+_DEFAULTS: dict[type, _Defaults] = {}
+
+
+def _defaults(cls: type) -> _Defaults:
+    """Each field's name, default and default factory, read once a class
+    (dataclasses.fields() builds its tuple at every call)."""
+    known = _DEFAULTS.get(cls)
+    if known is None:
+        known = tuple((f.name, f.default, f.default_factory) for f in dataclasses.fields(cls))
+        _DEFAULTS[cls] = known
+    return known
 
 
 @dataclass(frozen=True)
