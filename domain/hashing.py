@@ -73,7 +73,8 @@ def _checked_str(value: str, path: str) -> str:
 
 
 # One encoder for every canonical encoding: json.dumps with these options built a new
-# JSONEncoder a call. No circular check: normalize_json's output is a fresh tree.
+# JSONEncoder a call. No circular check: what it encodes is a tree (normalize_json's
+# output, or what jsonb gave back).
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
     check_circular=False,
