@@ -30,7 +30,7 @@ from pgvector.asyncpg import register_vector
 
 from adapters.postgres.database import Database
 from adapters.postgres.notifier import CHANNEL
-from adapters.postgres.search import TABLE_ROWS
+from app.workers.young_tables import LOG_GROWTH, YoungTable
 from domain.events import MESSAGE_ROLES, Checkpoint
 
 log = logging.getLogger("contextgate.embeddings")
@@ -111,20 +111,12 @@ LAG = f"""SELECT
 TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 DEFER_CHECK_S = 0.05  # how often a worker that gives way looks at the load again
 
-# A young turn_embeddings table is analyzed by the worker itself. Retrieval reads its
-# statistics: the table's size (which vector plan is cheaper) and the most common terms
-# (left out of the full-text half, see adapters/postgres/search.CommonTerms). Autovacuum
-# analyzes at most once a naptime (1 min by default) and its first pass on a new database
-# came ~40 s into a benchmark: until then every query searched each common word's whole
-# posting list (a 2,400-turn session of one vocabulary: 8.5 ms of text search instead
-# of 0.5). So the worker runs ANALYZE (~25 ms at 6,000 rows; its sample is capped, so at
-# most ~0.1 s) once the rows it wrote since the last one reach ANALYZE_MIN_ROWS and
-# ANALYZE_GROWTH of the table, while the table holds fewer than YOUNG_TABLE_ROWS; past
-# that size, autovacuum's own 10% rule comes often enough.
-ANALYZE_MIN_ROWS = 200
-ANALYZE_GROWTH = 0.25
-YOUNG_TABLE_ROWS = 100_000
-ANALYZE = "ANALYZE turn_embeddings"
+# The tables whose statistics the worker keeps while they are young (see
+# app/workers/young_tables.py): the one it writes, which retrieval plans from, and the
+# log's, which every append's projection plans from. It sees both grow: the rows it
+# writes, and the events it reads.
+EMBEDDINGS_TABLE = ("turn_embeddings",)
+LOG_TABLES = ("events", "sessions", "turn_rows")
 
 
 class Embedder(Protocol):
@@ -190,9 +182,8 @@ class EmbeddingsWorker:
         self.lag_log_interval = lag_log_interval
         self.channel = channel
         self.embedded = 0  # message events embedded by this worker (for metrics)
-        self.analyzed = 0  # ANALYZEs this worker ran (see ANALYZE_MIN_ROWS)
-        self._since_analyze = 0  # rows written since this worker's last ANALYZE
-        self._analyzed_rows: float | None = None  # the table's rows as of then (None: unread)
+        self.embeddings_table = YoungTable(EMBEDDINGS_TABLE)
+        self.log_tables = YoungTable(LOG_TABLES, LOG_GROWTH)
         self._conn: Any = None
         self._conn_lock = asyncio.Lock()
         self._leader = False
@@ -328,6 +319,7 @@ class EmbeddingsWorker:
             )
             if not rows:
                 break
+            self.log_tables.grew(len(rows))
             try:
                 for last, messages in _batches(rows, self.batch_size):
                     if yielding and messages:
@@ -346,7 +338,7 @@ class EmbeddingsWorker:
             if len(rows) < self.batch_size * 4:
                 break
         self.embedded += embedded
-        self._since_analyze += embedded
+        self.embeddings_table.grew(embedded)
         return embedded
 
     async def _give_way(self) -> None:
@@ -362,27 +354,18 @@ class EmbeddingsWorker:
                 self.deferrals += 1
             await self._pause(DEFER_CHECK_S)
 
+    @property
+    def analyzed(self) -> int:
+        """ANALYZEs of turn_embeddings this worker ran."""
+        return self.embeddings_table.runs
+
     async def _maybe_analyze(self, conn: Any) -> None:
-        """ANALYZE a young table that grew enough since its last statistics (see
-        ANALYZE_MIN_ROWS). Not while behind: the next batches come first."""
-        if self._since_analyze < ANALYZE_MIN_ROWS or self._behind:
-            return
-        if self._analyzed_rows is None:
-            self._analyzed_rows = max(0.0, float(await conn.fetchval(TABLE_ROWS) or 0))
-        rows = self._analyzed_rows
-        if rows >= YOUNG_TABLE_ROWS or self._since_analyze < ANALYZE_GROWTH * rows:
-            return
-        started = time.perf_counter()
-        # A role that may not (neither owner nor, from PostgreSQL 17, granted MAINTAIN by
-        # migration 0009) gets a warning and no statistics: autovacuum's job, then.
-        await conn.execute(ANALYZE)
-        self._analyzed_rows = max(0.0, float(await conn.fetchval(TABLE_ROWS) or 0))
-        self._since_analyze = 0
-        self.analyzed += 1
-        log.debug(
-            "analyzed turn_embeddings (%.0f rows) in %.0f ms",
-            self._analyzed_rows, (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
+        """ANALYZE young tables that grew enough since their last statistics. The log's
+        first: every append plans from them. turn_embeddings not while behind: the next
+        batches come first."""
+        await self.log_tables.maybe_analyze(conn)
+        if not self._behind:
+            await self.embeddings_table.maybe_analyze(conn)
 
     async def _apply(
         self, conn: Any, start: Checkpoint, target: Checkpoint, messages: list[Any]

@@ -5,7 +5,7 @@ Revises: 0008
 Create Date: 2026-11-26
 
 The embeddings worker analyzes the table itself while it is young (see
-app/workers/embeddings.ANALYZE_MIN_ROWS): retrieval plans from its statistics. Only the
+app/workers/young_tables.py): retrieval plans from its statistics. Only the
 owner may, unless granted MAINTAIN, which PostgreSQL has from version 17; before that
 the worker's ANALYZE is skipped with a warning and autovacuum keeps the statistics.
 """

@@ -19,7 +19,7 @@ from adapters.postgres.notifier import Notifier
 from adapters.postgres.session_repository import PostgresSessions
 from adapters.tokenizers import CharEstimateCounter
 from app.services.sessions import RequestContext, TurnSpec, append_turns, create_session
-from app.workers import embeddings
+from app.workers import embeddings, young_tables
 from app.workers.embeddings import NAME, EmbeddingsWorker
 from domain.events import NewEvent, UserMessage
 from domain.ids import uuid7
@@ -367,8 +367,8 @@ async def test_the_worker_analyzes_a_young_table_as_it_grows(
     """Retrieval plans from turn_embeddings' statistics; the worker gathers them while the
     table is young (here: every 4 rows and 25% of growth, below 10 rows), as the
     application role (granted MAINTAIN by migration 0009)."""
-    monkeypatch.setattr(embeddings, "ANALYZE_MIN_ROWS", 4)
-    monkeypatch.setattr(embeddings, "YOUNG_TABLE_ROWS", 10)
+    monkeypatch.setattr(young_tables, "ANALYZE_MIN_ROWS", 4)
+    monkeypatch.setattr(young_tables, "YOUNG_TABLE_ROWS", 10)
     app_db = Database(database_url, role="contextgate_app")
     w = EmbeddingsWorker(app_db, embedder, poll_interval=0.1)
     repo = PostgresSessions(app_db)
@@ -580,3 +580,70 @@ async def test_the_worker_gives_way_to_a_busy_gateway_but_not_forever(
 
 async def _deferred(w: EmbeddingsWorker) -> bool:
     return w.deferrals > 0
+
+
+# How cg_project_session finds an append's session row, with its plan cached as the
+# function caches it (generic), to see which index it takes.
+SESSION_ROW = """PREPARE session_row(text, text) AS
+    UPDATE sessions u SET version = u.version WHERE u.tenant_id = $1 AND u.session_id = $2"""
+
+
+async def test_the_worker_analyzes_the_log_tables_while_they_are_young(
+    database_url: str,
+    raw_conn: asyncpg.Connection,
+    embedder: AsyncEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every append's projection plans from the statistics of events, sessions and
+    turn_rows: the worker, which reads every event, analyzes them while they are young
+    (here every 20 events and 25% of growth; 5x by default), as the application role
+    (granted MAINTAIN by migration 0010). Planned on an empty table, a session's row was
+    found by a skip scan of sessions_by_created (tenant_id, created_at, session_id):
+    every session of the tenant; the plan stayed until the first ANALYZE."""
+    monkeypatch.setattr(young_tables, "ANALYZE_MIN_ROWS", 20)
+    monkeypatch.setattr(embeddings, "LOG_GROWTH", 0.25)  # read by the worker's constructor
+    app_db = Database(database_url, role="contextgate_app")
+    w = EmbeddingsWorker(app_db, embedder, poll_interval=0.1)
+    repo = PostgresSessions(app_db)
+
+    async def analyzed() -> dict[str, float]:
+        rows = await raw_conn.fetch(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY($1::text[])",
+            list(embeddings.LOG_TABLES),
+        )
+        return {r["relname"]: r["reltuples"] for r in rows}
+
+    async def plan() -> str:
+        rows = await raw_conn.fetch("EXPLAIN EXECUTE session_row('default', 'log')")
+        return "\n".join(r[0] for r in rows)
+
+    # A connection that plans the statement while the log is empty, and keeps the plan.
+    await raw_conn.execute("SET plan_cache_mode = force_generic_plan")
+    await raw_conn.execute(SESSION_ROW)
+    first = await plan()
+    await open_session(repo, "log")
+    await say(repo, "log", ("user", "Hello?"), ("assistant", "Hi."))
+    assert await analyzed() == dict.fromkeys(embeddings.LOG_TABLES, -1)  # never analyzed
+    w.start()
+    try:
+        for i in range(6):
+            await say(repo, "log", ("user", f"Question {i}?"), ("assistant", f"Answer {i}."))
+        for i in range(400):  # other sessions: a table of several pages
+            await open_session(repo, f"other-{i}")
+
+        async def done() -> bool:
+            return w.log_tables.runs >= 1 and not (await w.lag()).events
+
+        await eventually(done, within=20.0)
+        await asyncio.sleep(0.3)  # a few passes of the worker
+        stats = await analyzed()
+        events = await raw_conn.fetchval("SELECT count(*) FROM events")
+        # Analyzed again within every 25% of growth (or 20 events): never far behind.
+        assert events >= 400 and stats["events"] >= min(events - 20, events / 1.25), stats
+        assert stats["sessions"] >= 300 and stats["turn_rows"] >= 10, stats
+        # The statistics invalidated the plan made on the empty table: planned again.
+        now = await plan()
+        assert "sessions_pkey" in now, (first, now)
+    finally:
+        await w.stop()
+        await app_db.dispose()
