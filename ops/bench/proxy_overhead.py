@@ -681,12 +681,16 @@ async def settle(port: int, within_s: float) -> None:
 # -- the servers --------------------------------------------------------------------------
 
 
-async def start_fake(tmp: Path, args: argparse.Namespace) -> tuple[Spawned, int]:
+async def start_fake(
+    tmp: Path, args: argparse.Namespace, *, capture: int = 0, log: str = "fake_upstream.log"
+) -> tuple[Spawned, int]:
+    """The fake provider and its port; `capture`: the last N requests it keeps (0: none)."""
     argv = [sys.executable, "-m", "tests.fakes.fake_upstream", "--host", HOST, "--port", "0"]
-    argv += ["--no-capture", "--api-key", UPSTREAM_KEY, "--workers", str(args.upstream_workers)]
+    argv += ["--capture-max", str(capture)] if capture else ["--no-capture"]
+    argv += ["--api-key", UPSTREAM_KEY, "--workers", str(args.upstream_workers)]
     if args.upstream_latency_ms:
         argv += ["--latency-ms", str(args.upstream_latency_ms)]
-    fake = spawn("fake upstream", argv, child_env(), tmp / "fake_upstream.log")
+    fake = spawn("fake upstream", argv, child_env(), tmp / log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         fake.check_alive()

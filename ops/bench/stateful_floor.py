@@ -55,21 +55,16 @@ TENANT = "default"  # the admin key's tenant
 SESSION_PREFIX = "bench-floor"
 RECENT_TURNS = 200  # the recent window the candidates are older than (its size at most)
 TARGET_MS = po.TARGET_STATEFUL_P50_MS
+FAKE = argparse.Namespace(upstream_workers=1, upstream_latency_ms=0)  # as proxy_overhead's
 
 
 async def build_session(tmp: Path, url: str, turns: int) -> tuple[str, bytes, bytes]:
     """Run the server and send `turns` stateful requests on one session; returns the
     session id, the last request the provider received (the window) and the stateless
     benchmark's request, both as the fake's bodies."""
-    fake = po.spawn(
-        "fake upstream",
-        [sys.executable, "-m", "tests.fakes.fake_upstream", "--host", po.HOST, "--port", "0",
-         "--capture-max", "1", "--api-key", po.UPSTREAM_KEY],
-        po.child_env(),
-        tmp / "fake_upstream.log",
-    )  # fmt: skip
+    # It keeps the last request it received: the window the server sent last.
+    fake, upstream = await po.start_fake(tmp, FAKE, capture=1)
     try:
-        upstream = await _fake_port(fake)
         args = argparse.Namespace(workers=1)
         server, port = await po.start_contextgate(
             tmp, "stateful", tmp / "data", upstream, args, url
@@ -101,17 +96,6 @@ async def build_session(tmp: Path, url: str, turns: int) -> tuple[str, bytes, by
         fake.stop()
 
 
-async def _fake_port(fake: po.Spawned) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        fake.check_alive()
-        for line in fake.log.read_text(errors="replace").splitlines():
-            if line.startswith("listening on http://"):
-                return int(line.rsplit(":", 1)[1])
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the fake upstream did not start:\n{fake.tail()}")
-
-
 class Timer:
     """Milliseconds per named part; `keep` False for the warm-up rounds."""
 
@@ -141,16 +125,9 @@ async def measure(
     events = PostgresEventStore(db)
     reader = PostgresContextReader(db)
     alone = PostgresContextReader(db, k_text=0)  # the vector half only
-    fake = po.spawn(
-        "fake upstream",
-        [sys.executable, "-m", "tests.fakes.fake_upstream", "--host", po.HOST, "--port", "0",
-         "--no-capture", "--api-key", po.UPSTREAM_KEY],
-        po.child_env(),
-        tmp / "fake_upstream_2.log",
-    )  # fmt: skip
+    fake, upstream = await po.start_fake(tmp, FAKE, log="fake_upstream_2.log")
     timer = Timer()
     try:
-        upstream = await _fake_port(fake)
         hop = _Hop(upstream)
         await hop.open()
         stream = stream_id_for(session_id)
