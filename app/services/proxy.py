@@ -671,7 +671,7 @@ def _failed(
     if verdict is Verdict.FAIL:
         ports.router.observe(deployment.id, None, ok=True)
         raise exc
-    ports.router.observe(deployment.id, elapsed, ok=False)
+    ports.router.observe(deployment.id, elapsed, ok=False, timed_out=failure == "timeout")
     if verdict is Verdict.NEXT or attempt >= deployment.max_retries:
         return None
     return ports.router.backoff(attempt + 1, exc.retry_after)

@@ -22,7 +22,7 @@ it skipped, with the reason. The service then walks the plan:
                 if verdict is Verdict.FAIL:  # the request is at fault
                     router.observe(d.id, None, ok=True)
                     raise
-                router.observe(d.id, elapsed, ok=False)
+                router.observe(d.id, elapsed, ok=False, timed_out=f is a timeout)
                 wait = router.backoff(attempt + 1, f.retry_after)
                 if verdict is Verdict.NEXT or wait is None or attempt == d.max_retries:
                     break                   # next deployment
@@ -37,8 +37,9 @@ alias's strategy orders the deployments within a tier:
 - `priority`: configuration order;
 - `weighted`: one drawn at random in proportion to its weight (an injected
   `random.Random`), then the others in configuration order (predictable fallbacks);
-- `least_latency`: by the EWMA of observed latency; deployments never observed come
-  first (so each is measured), or are given `latency_prior_s` when it is set;
+- `least_latency`: by the EWMA of observed latency (answers, and timeouts: a deployment
+  that timed out is at least that slow); deployments never observed come first (so
+  each is measured), or are given `latency_prior_s` when it is set;
 - `least_cost`: by the price of the expected tokens (the window plus the max output, or
   the output reserve); deployments without a known price come after priced ones.
 
@@ -644,18 +645,23 @@ class Router:
         h = self._health.get(deployment_id)
         return True if h is None else h.breaker.allow()
 
-    def observe(self, deployment_id: str, latency_s: float | None, ok: bool) -> None:
+    def observe(
+        self, deployment_id: str, latency_s: float | None, ok: bool, *, timed_out: bool = False
+    ) -> None:
         """Report an attempt's outcome. `latency_s` (seconds to the answer, or to the
         first byte of a stream; None: not meaningful) feeds the EWMA on success; a
         failure only raises the EWMA (a slow failure counts, a fast one is not taken as
-        speed). `ok` feeds the breaker."""
+        speed). A deployment never observed gets its first EWMA from a success, or from
+        a timeout (`timed_out`: it is at least that slow; left unobserved it would stay
+        first in a least_latency order, costing every call its timeout until its
+        circuit opens). `ok` feeds the breaker."""
         h = self._health.get(deployment_id)
         if h is None:
             h = self._track(deployment_id)
         if latency_s is not None and latency_s >= 0:
             previous = h.ewma
             if previous is None:
-                if ok:
+                if ok or timed_out:
                     h.ewma = latency_s
             elif ok or latency_s > previous:
                 h.ewma = previous + self.policy.ewma_alpha * (latency_s - previous)
