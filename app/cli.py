@@ -20,13 +20,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings_module.load(getattr(args, "config", None))
 
 
+# The database a command uses, once chosen: named in the one-line error when it cannot
+# be reached (see main).
+_chosen_database: str | None = None
+
+
 def _database_url(settings: Settings, *, stop_at_exit: bool = False) -> str:
     """DATABASE_URL if set, else the embedded server (started if it is not running)."""
+    global _chosen_database
     if settings.database_url:
+        _chosen_database = settings.database_url
         return settings.database_url
     from adapters import embedded_pg
 
-    return embedded_pg.start(settings.data_dir, stop_at_exit=stop_at_exit)
+    _chosen_database = embedded_pg.start(settings.data_dir, stop_at_exit=stop_at_exit)
+    return _chosen_database
 
 
 def _migrate(url: str) -> None:
@@ -317,7 +325,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        reason = _unreachable(exc)
+        if reason is None or _chosen_database is None:
+            raise
+        from adapters.postgres.database import redact_url
+
+        print(
+            f"contextgate: cannot use the database at {redact_url(_chosen_database)}: "
+            f"{reason}. Check DATABASE_URL (unset, the embedded PostgreSQL is used).",
+            file=sys.stderr,
+        )
+        return 1
     return code
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why the database could not be used, when `exc` (or its cause, which SQLAlchemy
+    wraps) is a failure to connect or log in; else None (a bug: its traceback stays)."""
+    import asyncpg
+
+    refused = (
+        OSError,  # refused, no such host, no route (ConnectionError, socket.gaierror)
+        asyncio.TimeoutError,
+        asyncpg.InvalidAuthorizationSpecificationError,  # no such role, bad password
+        asyncpg.InvalidCatalogNameError,  # no such database
+        asyncpg.CannotConnectNowError,  # starting up or shutting down
+    )
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, refused):
+            return f"{type(seen).__name__}: {seen}"
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return None
 
 
 if __name__ == "__main__":

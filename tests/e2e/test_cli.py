@@ -70,6 +70,28 @@ def test_settings_errors_are_clear(server: Server) -> None:
     assert r.returncode == 2 and "unknown setting 'prot'" in r.stderr
 
 
+def test_a_database_that_cannot_be_used_is_one_clear_line(server: Server) -> None:
+    """Refused, an unknown host, an unknown database: exit 1 and one line that names
+    the database (its password hidden) and the cause; no traceback, nothing served."""
+    refused = f"postgresql://contextgate:s3cret@127.0.0.1:{free_port()}/contextgate"
+    no_host = "postgresql://contextgate:s3cret@db.invalid:5432/contextgate"
+    base, _, query = server.database_url.partition("?")
+    no_db = f"{base.rsplit('/', 1)[0]}/no_such_db?{query}"
+    cases = [
+        (refused, "serve", "ConnectionRefusedError"),
+        (no_host, "migrate", "gaierror"),
+        (no_db, "migrate", 'database "no_such_db" does not exist'),
+    ]
+    for url, command, cause in cases:
+        r = run(command, env=server_env(url), timeout=60)
+        assert r.returncode == 1, (url, r.returncode, r.stderr)
+        line = r.stderr.strip()
+        assert line.startswith("contextgate: cannot use the database at "), line
+        assert cause in line and "DATABASE_URL" in line and "\n" not in line, line
+        assert "s3cret" not in line and "Traceback" not in r.stderr, line
+        assert "listening" not in r.stdout
+
+
 def test_embedded_db_commands() -> None:
     data_dir = ROOT / ".contextgate" / "cli-db-test"
     shutil.rmtree(data_dir, ignore_errors=True)
