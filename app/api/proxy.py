@@ -324,7 +324,9 @@ def _answer(
         headers["idempotent-replayed"] = "true"
     if call.request.stream:
         return Stream(
-            _replay_stream(dialect, response, call.request.model), media_type=SSE, headers=headers
+            _replay_stream(dialect, response, call.request.model, call.request.include_usage),
+            media_type=SSE,
+            headers=headers,
         )
     return Response(
         content=json_bytes(dialect.render(response, call.request.model)),
@@ -334,9 +336,10 @@ def _answer(
 
 
 async def _replay_stream(
-    dialect: Dialect, response: ChatResponse, model: str
+    dialect: Dialect, response: ChatResponse, model: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """A stored (or cached) answer, streamed: the text in one delta, then the end."""
+    """A stored (or cached) answer, streamed: the text in one delta, then the end (with
+    OpenAI's usage chunk only when the request asked for it, as a live stream)."""
     deltas = [Delta(text=response.content)] if response.content else []
     deltas += [
         Delta(tool_call=ToolCallDelta(i, c.id, c.name, c.arguments))
@@ -349,16 +352,21 @@ async def _replay_stream(
             stop_sequence=response.stop_sequence,
         )
     )
-    for chunk in _render_stream(dialect, response.id, model, deltas, response):
+    for chunk in _render_stream(dialect, response.id, model, deltas, response, include_usage):
         yield chunk
 
 
 def _render_stream(
-    dialect: Dialect, id: str, model: str, deltas: list[Delta], response: ChatResponse
+    dialect: Dialect,
+    id: str,
+    model: str,
+    deltas: list[Delta],
+    response: ChatResponse,
+    include_usage: bool,
 ) -> list[bytes]:
     out: list[bytes] = []
     if dialect is OPENAI:
-        r = openai_wire.ChatStreamRenderer(id, model, response.created, include_usage=True)
+        r = openai_wire.ChatStreamRenderer(id, model, response.created, include_usage=include_usage)
         for d in deltas:
             out.extend(sse_data(c) for c in r.delta(d))
         out.extend(sse_data(c) for c in r.finish())

@@ -32,8 +32,12 @@ Choices worth knowing:
 - Upstream, `max_tokens` (required by Anthropic) defaults to `default_max_tokens`
   (4096, a size every current Claude model accepts) when the caller gave none; a
   temperature above 1 (OpenAI allows 2) is capped at 1; when both temperature and top_p
-  are set only temperature is sent (recent Claude models refuse both);
-  response_format and seed have no Anthropic equivalent and are not sent.
+  are set only temperature is sent (recent Claude models refuse both); seed has no
+  Anthropic equivalent and is not sent.
+- response_format (JSON mode) has no Anthropic equivalent either, but dropping it would
+  let the model answer in prose to a caller that parses JSON: it becomes an instruction
+  at the end of the system prompt (`json_instruction`), "Respond with a single JSON
+  object only ...", with the schema (name, description, schema) for json_schema.
 """
 
 from __future__ import annotations
@@ -59,11 +63,13 @@ from domain.proxy.sse import sse_event
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "JSON_OBJECT_INSTRUCTION",
     "MessageStreamRenderer",
     "UpstreamEventParser",
     "build_upstream_request",
     "error_body",
     "error_event",
+    "json_instruction",
     "parse_messages_request",
     "parse_upstream_error",
     "parse_upstream_response",
@@ -618,6 +624,35 @@ def _input_schema(parameters: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", **parameters}
 
 
+JSON_OBJECT_INSTRUCTION = (
+    "Respond with a single JSON object only: no prose, no Markdown code fences, nothing "
+    "before or after the object."
+)
+
+
+def json_instruction(response_format: dict[str, Any]) -> str | None:
+    """The system instruction standing for OpenAI's `response_format` (Anthropic has no
+    such field): None for text; for json_schema, the schema the object must follow."""
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return JSON_OBJECT_INSTRUCTION
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    spec = spec if isinstance(spec, dict) else {}
+    name = spec.get("name")
+    lines = [JSON_OBJECT_INSTRUCTION]
+    described = f" ({spec['description']})" if isinstance(spec.get("description"), str) else ""
+    schema = spec.get("schema")
+    if isinstance(schema, dict):
+        named = f", named {name!r}" if isinstance(name, str) else ""
+        lines.append(f"The object must be valid against this JSON Schema{named}{described}:")
+        lines.append(json.dumps(schema, ensure_ascii=False))
+    elif isinstance(name, str):
+        lines.append(f"The object is a {name!r}{described}.")
+    return "\n".join(lines)
+
+
 def build_upstream_request(
     req: ChatRequest, model: str, *, default_max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> dict[str, Any]:
@@ -626,7 +661,8 @@ def build_upstream_request(
     system role); tool messages become tool_result blocks in a user turn (before any
     text of that turn, as Anthropic requires); consecutive same-role turns are merged;
     assistant tool calls become tool_use blocks; empty or blank text is left out (the
-    API refuses empty text blocks) and a turn left with nothing is skipped."""
+    API refuses empty text blocks) and a turn left with nothing is skipped; a JSON
+    response_format ends the system prompt with `json_instruction`."""
     system = [req.system] if req.system else []
     turns: list[dict[str, Any]] = []
     last: dict[str, Any] | None = None
@@ -680,6 +716,10 @@ def build_upstream_request(
         "max_tokens": req.max_tokens or default_max_tokens,
         "messages": turns,
     }
+    if req.response_format is not None:
+        instruction = json_instruction(req.response_format)
+        if instruction:
+            system.append(instruction)
     if system:
         body["system"] = "\n\n".join(system)
     if req.tools:

@@ -19,11 +19,13 @@ from pydantic import TypeAdapter
 from domain.proxy import openai_wire
 from domain.proxy.anthropic_wire import (
     DEFAULT_MAX_TOKENS,
+    JSON_OBJECT_INSTRUCTION,
     MessageStreamRenderer,
     UpstreamEventParser,
     build_upstream_request,
     error_body,
     error_event,
+    json_instruction,
     parse_messages_request,
     parse_upstream_error,
     parse_upstream_response,
@@ -1030,3 +1032,21 @@ def test_parse_upstream_error() -> None:
     assert "Overloaded" in err.message
     assert parse_upstream_error(400, "bad").status == 400
     assert parse_upstream_error(401, {"error": {"type": "authentication_error"}}).status == 502
+
+
+def test_json_instruction_for_each_response_format() -> None:
+    assert json_instruction({"type": "text"}) is None
+    assert json_instruction({"type": "json_object"}) == JSON_OBJECT_INSTRUCTION
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    named = json_instruction(
+        {"type": "json_schema", "json_schema": {"name": "count", "schema": schema}}
+    )
+    assert named is not None
+    first, rule, body = named.split("\n")
+    assert first == JSON_OBJECT_INSTRUCTION
+    assert rule == "The object must be valid against this JSON Schema, named 'count':"
+    assert json.loads(body) == schema
+    bare = json_instruction({"type": "json_schema", "json_schema": {"schema": schema}})
+    assert bare is not None and "named" not in bare and "None" not in bare
+    only_name = json_instruction({"type": "json_schema", "json_schema": {"name": "count"}})
+    assert only_name == JSON_OBJECT_INSTRUCTION + "\nThe object is a 'count'."
