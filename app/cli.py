@@ -346,8 +346,6 @@ def _unreachable(exc: BaseException) -> str | None:
     import asyncpg
 
     refused = (
-        OSError,  # refused, no such host, no route (ConnectionError, socket.gaierror)
-        asyncio.TimeoutError,
         asyncpg.InvalidAuthorizationSpecificationError,  # no such role, bad password
         asyncpg.InvalidCatalogNameError,  # no such database
         asyncpg.CannotConnectNowError,  # starting up or shutting down
@@ -356,10 +354,23 @@ def _unreachable(exc: BaseException) -> str | None:
     for _ in range(4):
         if seen is None:
             return None
-        if isinstance(seen, refused):
+        # Refused, no such host, no route, a timeout (TimeoutError is an OSError): only
+        # from asyncpg's connect, as a full disk or a missing model file is no database's
+        # fault and keeps its traceback.
+        if isinstance(seen, refused) or (isinstance(seen, OSError) and _in_connect(seen)):
             return f"{type(seen).__name__}: {seen}"
         seen = seen.__cause__ or getattr(seen, "orig", None)
     return None
+
+
+def _in_connect(exc: BaseException) -> bool:
+    """Whether `exc` was raised in (or under) asyncpg's connection set-up."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("asyncpg", "connect_utils.py")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":
