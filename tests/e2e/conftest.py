@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.conftest import ROOT, TEMPLATE, _admin, with_database
@@ -117,3 +119,34 @@ async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as c:
         yield c
+
+
+# The proxy's clients, on the `proxy_server` fixture that each proxy test module starts
+# with its own configuration (the fake's capture cleared for every test).
+
+
+@pytest.fixture
+async def oa(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
+    fake.clear()
+    async with openai.AsyncOpenAI(
+        base_url=proxy_server.base_url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def ant(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    fake.clear()
+    async with anthropic.AsyncAnthropic(
+        base_url=proxy_server.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        base_url=proxy_server.base_url, headers=headers, timeout=30
+    ) as client:
+        yield client

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from domain.proxy.anthropic_wire import JSON_OBJECT_INSTRUCTION
-from tests.e2e.conftest import ADMIN_KEY, Server, start_server, stop_server
+from tests.e2e.conftest import Server, start_server, stop_server
 from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import Behavior, CapturedRequest, FakeUpstream
 
@@ -97,24 +97,6 @@ def proxy_server(
     )
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture
-async def oa(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    fake.clear()
-    async with openai.AsyncOpenAI(
-        base_url=proxy_server.base_url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=proxy_server.base_url, headers=headers, timeout=30
-    ) as client:
-        yield client
 
 
 def unique(text: str) -> str:

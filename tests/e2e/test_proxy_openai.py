@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -80,24 +80,6 @@ def proxy_server(
     )
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture
-async def oa(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    fake.clear()
-    async with openai.AsyncOpenAI(
-        base_url=proxy_server.base_url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=proxy_server.base_url, headers=headers, timeout=30
-    ) as client:
-        yield client
 
 
 def sid() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, Server, start_server, stop_server
+from tests.e2e.conftest import Server, start_server, stop_server
 from tests.e2e.proxy_helpers import events
 from tests.fakes.fake_upstream import Behavior, FakeUpstream
 
@@ -125,33 +125,6 @@ def proxy_server(
     )
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture
-async def oa(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    fake.clear()
-    async with openai.AsyncOpenAI(
-        base_url=proxy_server.base_url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def ant(proxy_server: Server, fake: FakeUpstream) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    fake.clear()
-    async with anthropic.AsyncAnthropic(
-        base_url=proxy_server.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def http(proxy_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=proxy_server.base_url, headers=headers, timeout=30
-    ) as client:
-        yield client
 
 
 def sid() -> str:
