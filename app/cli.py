@@ -146,8 +146,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             await db.dispose()
 
     result = asyncio.run(run())
-    events, sessions = result["events"], result["sessions"]
-    print(f"rebuilt sessions and turns from {events} events of {sessions} sessions")
+    events, sessions, calls = result["events"], result["sessions"], result["calls"]
+    print(
+        f"rebuilt sessions and turns from {events} events of {sessions} sessions, "
+        f"and the usage per day from {calls} answered calls"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.postgres import usage
 from adapters.postgres.database import Database
 from adapters.postgres.event_store import record_from_row
 from domain.events import RecordedEvent
@@ -29,6 +30,7 @@ REPROJECT_SESSIONS = """SELECT cg_project_session(tenant_id, stream_id, 1, versi
 COUNT_SESSION_EVENTS = "SELECT count(*) FROM events WHERE stream_id LIKE 'session:%'"
 LAST_POSITION = """SELECT transaction_id::text AS transaction_id, global_position FROM events
     ORDER BY transaction_id DESC, global_position DESC LIMIT 1"""
+COUNT_CALLS = "SELECT coalesce(sum(calls), 0)::bigint FROM usage_daily"
 SAVE_CHECKPOINT = """INSERT INTO projection_checkpoints (name, transaction_id, global_position)
     VALUES ($1, $2::text::xid8, $3)
     ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id,
@@ -66,13 +68,20 @@ class PostgresAuditLog:
         return (row["tenant_id"], row["stream_id"], row["version"]) if row else None
 
 
-async def rebuild_projections(db: Database) -> dict[str, Any]:
-    """Empty `sessions` and `turns` and project every session stream again, with the same
-    SQL function the appends run, in one transaction. Appends wait on the table locks
-    until it commits, then project on top of the rebuilt rows."""
+async def rebuild_projections(db: Database, *, usage_batch: int = 5_000) -> dict[str, Any]:
+    """Empty every projection and build it again from the log, in one transaction:
+    `sessions` and `turns` by projecting every session stream with the same SQL function
+    the appends run, the usage per day by folding every answer again from the start
+    (`cg_project_usage`, in batches). Appends and the usage worker wait on the locks
+    until it commits, then go on from the rebuilt rows and checkpoints."""
     async with db.transaction() as conn:
-        await conn.execute("LOCK TABLE sessions, turn_rows, summary_rows IN ACCESS EXCLUSIVE MODE")
-        await conn.execute("TRUNCATE sessions, turn_rows, summary_rows")
+        # The usage checkpoint's row first, then its table: the order cg_project_usage
+        # takes them in, so a usage worker running meanwhile waits instead of deadlocking.
+        await conn.execute(SAVE_CHECKPOINT, "usage", "0", 0)
+        await conn.execute(
+            "LOCK TABLE sessions, turn_rows, summary_rows, usage_daily IN ACCESS EXCLUSIVE MODE"
+        )
+        await conn.execute("TRUNCATE sessions, turn_rows, summary_rows, usage_daily")
         streams = len(await conn.fetch(REPROJECT_SESSIONS))
         events = await conn.fetchval(COUNT_SESSION_EVENTS)
         last = await conn.fetchrow(LAST_POSITION)
@@ -81,4 +90,7 @@ async def rebuild_projections(db: Database) -> dict[str, Any]:
                 await conn.execute(
                     SAVE_CHECKPOINT, name, last["transaction_id"], last["global_position"]
                 )
-    return {"events": events, "sessions": streams}
+        while await conn.fetchval(usage.CATCH_UP, usage_batch) == usage_batch:
+            pass
+        calls = await conn.fetchval(COUNT_CALLS)
+    return {"events": events, "sessions": streams, "calls": calls}

@@ -3,7 +3,8 @@ against the real PostgreSQL: answers recorded by the proxy's own recording code
 (`app.services.proxy.record`, as a served call records them) for two tenants, two keys,
 two models and two days are folded into one row per tenant, day, key and model, with
 their calls, tokens, cache hits and cost; a tenant never sees another's rows; folding
-the log again from the start gives the same rows.
+the log again from the start gives the same rows, and so does `contextgate replay`
+(`rebuild_projections`) as the application role.
 
 The day of an answer is the day it was recorded: the event store's clock
 (`adapters.postgres.event_store.datetime`) is set to each day in turn, so the events
@@ -22,6 +23,7 @@ import asyncpg
 import pytest
 
 from adapters.postgres import event_store
+from adapters.postgres.audit import rebuild_projections
 from adapters.postgres.context_inputs import PostgresContextReader
 from adapters.postgres.database import Database
 from adapters.postgres.session_repository import PostgresSessions
@@ -31,6 +33,7 @@ from app.proxy_config import load_proxy_config
 from app.services import proxy
 from app.services import sessions as svc
 from app.services.context import ContextPorts
+from app.settings import APP_ROLE
 from app.workers.usage import UsageWorker
 from domain.proxy.chat import ChatRequest, ChatResponse, Message, Usage
 
@@ -135,7 +138,7 @@ async def all_rows(raw_conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
 
 
 async def test_usage_rows_per_tenant_key_model_and_day(
-    db: Database, raw_conn: asyncpg.Connection, clock: type[Clock]
+    db: Database, raw_conn: asyncpg.Connection, clock: type[Clock], database_url: str
 ) -> None:
     ports, repo = make_ports(db)
     u1, u2, u3 = Usage(100, 20, 0), Usage(300, 40, 100), Usage(50, 10, 0)
@@ -226,12 +229,27 @@ async def test_usage_rows_per_tenant_key_model_and_day(
     assert await catch_up(db) == 0
     assert await all_rows(raw_conn) == before
 
-    # The projection has no rebuild of its own: folding the whole log again from an
-    # empty table and no checkpoint (in batches of 4 events) gives the same rows.
+    # Folding the whole log again from an empty table and no checkpoint (in batches of
+    # 4 events) gives the same rows.
     await raw_conn.execute("TRUNCATE usage_daily")
     await raw_conn.execute("DELETE FROM projection_checkpoints WHERE name = 'usage'")
     assert await catch_up(db, batch=4) == read
     assert await all_rows(raw_conn) == before
+
+    # `contextgate replay`, as the application role the server runs as, rebuilds the
+    # rows from the log whatever they had become, and leaves the checkpoint caught up.
+    await raw_conn.execute("UPDATE usage_daily SET calls = calls + 100, cost = 0")
+    await raw_conn.execute(
+        "INSERT INTO usage_daily (tenant_id, day, key_id, model) VALUES ('x', $1, '', 'm')", DAY1
+    )
+    app_db = Database(database_url, pool_size=1, role=APP_ROLE)
+    try:
+        rebuilt = await rebuild_projections(app_db, usage_batch=3)
+    finally:
+        await app_db.dispose()
+    assert rebuilt["calls"] == sum(row[4] for row in before) == 9  # both tenants
+    assert await all_rows(raw_conn) == before
+    assert await catch_up(db) == 0
 
 
 async def test_the_worker_keeps_the_projection_caught_up(
