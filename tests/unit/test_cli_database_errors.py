@@ -5,26 +5,17 @@ it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import asyncpg
 import pytest
 
 from app.cli import _unreachable
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.e2e.conftest import free_port
 
 
 def _refused() -> OSError:
     async def connect() -> None:
-        await asyncpg.connect(
-            host="127.0.0.1", port=_closed_port(), user="x", database="x", timeout=5
-        )
+        await asyncpg.connect(host="127.0.0.1", port=free_port(), user="x", database="x", timeout=5)
 
     with pytest.raises(OSError) as info:
         asyncio.run(connect())
